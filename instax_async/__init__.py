@@ -1,0 +1,54 @@
+"""instax_async: the async-first Python SDK for the InstaXchange payment API.
+
+>>> from instax_async import AsyncSession, SessionRequest
+>>> request = SessionRequest.sending(from_amount="50", from_currency="USD", to_currency="USDT")
+"""
+
+from ._version import __version__
+from .client import AsyncSession
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InstaxError,
+    NotFoundError,
+    PollTimeoutError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+    WebhookVerificationError,
+)
+from .models import PaymentSession
+from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
+from .retry import RetryPolicy
+from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AiohttpTransport",
+    "AmountDirection",
+    "AsyncSession",
+    "AuthenticationError",
+    "BadRequestError",
+    "InstaxError",
+    "MockTransport",
+    "NotFoundError",
+    "PaymentMethod",
+    "PaymentSession",
+    "PollTimeoutError",
+    "RateLimitError",
+    "Request",
+    "Response",
+    "RetryPolicy",
+    "ServerError",
+    "SessionRequest",
+    "ToCurrency",
+    "Transport",
+    "ValidationError",
+    "WebhookVerificationError",
+    "__version__",
+]

@@ -1,0 +1,408 @@
+"""``AsyncSession``: the client for the InstaXchange API."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import math
+import os
+import platform
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import metadata
+from types import TracebackType
+from typing import Any, NoReturn
+from urllib.parse import quote, urlsplit
+
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    InstaxError,
+    RateLimitError,
+    ValidationError,
+    status_error_class,
+)
+from .models import PaymentSession
+from .payloads import SessionRequest
+from .retry import (
+    RETRYABLE_GET_STATUSES,
+    RETRYABLE_POST_STATUSES,
+    RetryPolicy,
+    parse_retry_after,
+)
+from .serialization import dumps, loads
+from .transports.base import Request, Response, Transport
+
+__all__ = ["AsyncSession", "DEFAULT_BASE_URL"]
+
+logger = logging.getLogger("instax_async")
+
+#: The production API.
+DEFAULT_BASE_URL = "https://instaxchange.com"
+
+if sys.version_info >= (3, 11):
+    _timeout_scope = asyncio.timeout
+else:  # pragma: no cover - exercised on Python 3.10 only
+    _timeout_scope = None
+
+
+@functools.cache
+def user_agent() -> str:
+    """The ``User-Agent`` every request carries."""
+    try:
+        aiohttp_version = metadata.version("aiohttp")
+    except metadata.PackageNotFoundError:  # pragma: no cover - aiohttp is a core dependency
+        aiohttp_version = "unknown"
+    return (
+        f"instax-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp_version}"
+    )
+
+
+def _check_timeout(timeout: object) -> float:
+    if timeout is None:
+        raise ValidationError(
+            "timeout: None would wait forever; give the seconds each attempt may take "
+            "(default 30.0)",
+            field="timeout",
+        )
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValidationError(
+            f"timeout: expected seconds as a number, got {timeout!r}", field="timeout"
+        )
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValidationError(
+            f"timeout: expected a finite number of seconds > 0, got {timeout!r}", field="timeout"
+        )
+    return float(timeout)
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str):
+        raise ValidationError(
+            f"base_url: expected an http(s) URL string, got {base_url!r}", field="base_url"
+        )
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValidationError(
+            f"base_url: expected an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, "
+            f"got {base_url!r}",
+            field="base_url",
+        )
+    return base_url.rstrip("/")
+
+
+def _check_api_key(api_key: object) -> str | None:
+    if api_key is None:
+        return None
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ValidationError("api_key: expected a non-empty string", field="api_key")
+    if any(c in api_key for c in "\r\n\0"):
+        raise ValidationError(
+            "api_key: must not contain line breaks or NUL characters", field="api_key"
+        )
+    return api_key.strip()
+
+
+def _error_message(status: int, data: Any) -> str:
+    if isinstance(data, Mapping):
+        for key in ("message", "error"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+                return str(value["message"])
+    return f"InstaXchange answered HTTP {status}"
+
+
+class AsyncSession:
+    """An async client for the InstaXchange API.
+
+    :param api_key: sent as ``x-api-key`` (needed by the session-status endpoint); defaults to
+        the ``INSTAX_API_KEY`` environment variable. Never shown in reprs, logs or errors.
+    :param base_url: defaults to ``INSTAX_BASE_URL``, else ``https://instaxchange.com``.
+    :param transport: how requests travel; :class:`~instax_async.AiohttpTransport` by default.
+        A transport passed in is not closed by :meth:`aclose` (close it yourself); the default
+        one is.
+    :param timeout: seconds each attempt may take, connection included. ``None`` is refused.
+    :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
+    :param max_concurrency: the most requests this client has in flight at once (``None``: no
+        bound beyond the transport's connection pool).
+
+    Building one needs no running event loop. Use it as an async context manager::
+
+        async with AsyncSession() as client:
+            session = await client.create_session(
+                SessionRequest.sending(from_amount="50", from_currency="USD", to_currency="USDT")
+            )
+            print(session.iframe_url)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        transport: Transport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self._api_key = _check_api_key(api_key if api_key is not None else _env("INSTAX_API_KEY"))
+        self._base_url = _check_base_url(
+            base_url if base_url is not None else _env("INSTAX_BASE_URL") or DEFAULT_BASE_URL
+        )
+        self._timeout = _check_timeout(timeout)
+        if retry is None:
+            retry = RetryPolicy()
+        elif not isinstance(retry, RetryPolicy):
+            raise ValidationError(
+                f"retry: expected a RetryPolicy, got {type(retry).__name__}", field="retry"
+            )
+        self._retry = retry
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise ValidationError(
+                f"max_concurrency: expected an int >= 1 or None, got {max_concurrency!r}",
+                field="max_concurrency",
+            )
+        self._max_concurrency = max_concurrency
+        self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        if transport is None:
+            from .transports.aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport()
+            self._owns_transport = True
+        else:
+            if not callable(getattr(transport, "send", None)) or not callable(
+                getattr(transport, "aclose", None)
+            ):
+                raise ValidationError(
+                    "transport: expected an object with async send(request) and aclose() "
+                    f"methods, got {type(transport).__name__}",
+                    field="transport",
+                )
+            self._owns_transport = False
+        self._transport: Transport = transport
+        self._closed = False
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        common = {"User-Agent": user_agent(), "Accept": "application/json"}
+        if self._api_key is not None:
+            common["x-api-key"] = self._api_key
+        self._get_headers: Mapping[str, str] = common
+        self._post_headers: Mapping[str, str] = {**common, "Content-Type": "application/json"}
+        self._session_url = f"{self._base_url}/api/session"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "unset"
+        state = " closed" if self._closed else ""
+        return f"<AsyncSession base_url={self._base_url!r} api_key={key}{state}>"
+
+    async def __aenter__(self) -> AsyncSession:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError("AsyncSession is asynchronous: use 'async with AsyncSession(...)'")
+
+    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
+        pass
+
+    async def aclose(self) -> None:
+        """Close the client (and the transport it created). Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` has been called."""
+        return self._closed
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def has_api_key(self) -> bool:
+        """True when an api key is configured (the key itself is never exposed)."""
+        return self._api_key is not None
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise InstaxError(
+                "this AsyncSession is closed; create a new one (or keep it open with "
+                "'async with' around all of its use)"
+            )
+
+    # -- the API -----------------------------------------------------------------------------
+
+    async def create_session(self, request: SessionRequest) -> PaymentSession:
+        """Create a payment session: ``POST /api/session``.
+
+        Retried only where the request cannot have been processed (could not connect, 429,
+        503), since creating a session is not idempotent.
+        """
+        if not isinstance(request, SessionRequest):
+            raise ValidationError(
+                "request: expected a SessionRequest (see SessionRequest.sending / .receiving), "
+                f"got {type(request).__name__}",
+                field="request",
+            )
+        response = await self._send(
+            "POST", self._session_url, dumps(request.to_payload()), idempotent=False
+        )
+        data = self._json_object(response)
+        session_id = data.get("id") or data.get("sessionId")
+        if not isinstance(session_id, str) or not session_id:
+            raise APIStatusError(
+                "InstaXchange answered without a session id ('id' or 'sessionId')",
+                status=response.status,
+                body=response.content,
+                headers=response.headers,
+            )
+        return PaymentSession(id=session_id, iframe_url=self.iframe_url(session_id), raw=data)
+
+    def iframe_url(self, session_id: str) -> str:
+        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``."""
+        if not isinstance(session_id, str) or not session_id:
+            raise ValidationError(
+                f"session_id: expected a non-empty string, got {session_id!r}", field="session_id"
+            )
+        return f"{self._base_url}/embed/{quote(session_id, safe='')}"
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _json_object(self, response: Response) -> dict[str, Any]:
+        try:
+            data = loads(response.content)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise APIStatusError(
+                "InstaXchange answered with a body that is not JSON",
+                status=response.status,
+                body=response.content,
+                headers=response.headers,
+            ) from exc
+        if not isinstance(data, dict):
+            raise APIStatusError(
+                f"InstaXchange answered with JSON that is not an object ({type(data).__name__})",
+                status=response.status,
+                body=response.content,
+                headers=response.headers,
+            )
+        return data
+
+    def _status_error(self, response: Response, retry_after: float | None) -> APIStatusError:
+        try:
+            data = json.loads(response.content) if response.content else None
+        except ValueError:
+            data = None
+        status = response.status
+        cls = status_error_class(status)
+        message = _error_message(status, data)
+        if cls is RateLimitError:
+            return RateLimitError(
+                message,
+                status=status,
+                body=response.content,
+                headers=response.headers,
+                retry_after=retry_after,
+            )
+        return cls(message, status=status, body=response.content, headers=response.headers)
+
+    async def _send_once(self, request: Request) -> Response:
+        try:
+            if _timeout_scope is not None:
+                async with _timeout_scope(request.timeout):
+                    return await self._transport.send(request)
+            return await asyncio.wait_for(  # pragma: no cover - Python 3.10
+                self._transport.send(request), request.timeout
+            )
+        except InstaxError:
+            raise
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise APITimeoutError(
+                f"{request.method} {request.url} timed out after {request.timeout:g} s"
+            ) from exc
+        except Exception as exc:
+            raise APIConnectionError(
+                f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        content: bytes = b"",
+        *,
+        idempotent: bool,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send with retries; return a 2xx response or raise the mapped error."""
+        policy = self._retry
+        if headers is None:
+            headers = self._post_headers if content else self._get_headers
+        retry_statuses = RETRYABLE_GET_STATUSES if idempotent else RETRYABLE_POST_STATUSES
+        retries = 0
+        while True:
+            self._ensure_open()
+            request = Request(method, url, headers, content, self._timeout)
+            try:
+                if self._semaphore is None:
+                    response = await self._send_once(request)
+                else:
+                    async with self._semaphore:
+                        response = await self._send_once(request)
+            except APIConnectionError as exc:
+                if not (idempotent or exc.connect_failed) or retries >= policy.max_retries:
+                    raise
+                reason = str(exc)
+                delay = policy.backoff(retries + 1)
+            else:
+                status = response.status
+                if 200 <= status < 300:
+                    return response
+                retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
+                if (
+                    status not in retry_statuses
+                    or retries >= policy.max_retries
+                    or (retry_after is not None and retry_after > policy.max_retry_after)
+                ):
+                    raise self._status_error(response, retry_after)
+                reason = f"HTTP {status}"
+                delay = retry_after if retry_after is not None else policy.backoff(retries + 1)
+            retries += 1
+            logger.warning(
+                "instax_async: retrying %s %s in %.2f s (retry %d of %d) after %s",
+                method,
+                urlsplit(url).path,
+                delay,
+                retries,
+                policy.max_retries,
+                reason,
+            )
+            await self._sleep(delay)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None

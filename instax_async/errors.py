@@ -1,0 +1,165 @@
+"""The exception tree of instax_async.
+
+Every error the SDK raises is an :class:`InstaxError`. Transport, JSON and timeout exceptions
+from the libraries underneath are always wrapped (the original is kept as ``__cause__``);
+``asyncio.CancelledError`` is never caught.
+
+::
+
+    InstaxError
+    ├── ValidationError (also ValueError)       bad input, caught before any request
+    ├── WebhookVerificationError                a webhook that must not be trusted
+    ├── PollTimeoutError (also TimeoutError)    a poll's deadline passed
+    ├── APIConnectionError                      the request did not complete
+    │   └── APITimeoutError
+    └── APIStatusError                          the API answered, but not with success
+        ├── BadRequestError       400, 422
+        ├── AuthenticationError   401, 403
+        ├── NotFoundError         404
+        ├── RateLimitError        429
+        └── ServerError           5xx
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InstaxError",
+    "NotFoundError",
+    "PollTimeoutError",
+    "RateLimitError",
+    "ServerError",
+    "ValidationError",
+    "WebhookVerificationError",
+]
+
+_BODY_PREVIEW = 200
+
+
+class InstaxError(Exception):
+    """Base class of every error raised by instax_async."""
+
+
+class ValidationError(InstaxError, ValueError):
+    """A value given to the SDK is not acceptable.
+
+    ``field`` names the offending field (wire or Python name) when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class WebhookVerificationError(InstaxError):
+    """A webhook's signature or body could not be verified; the event must not be trusted."""
+
+
+class PollTimeoutError(InstaxError, TimeoutError):
+    """A poll did not reach its goal before its deadline.
+
+    ``last_status`` is the last status the poll saw (``None`` if no answer arrived).
+    """
+
+    def __init__(self, message: str, *, last_status: Any = None) -> None:
+        super().__init__(message)
+        self.last_status = last_status
+
+
+class APIConnectionError(InstaxError):
+    """The request did not complete: DNS, connect, TLS, or a broken connection.
+
+    ``connect_failed`` is true when no connection could be opened, so the request cannot have
+    reached the server (which makes even a non-idempotent request safe to retry).
+    """
+
+    def __init__(self, message: str, *, connect_failed: bool = False) -> None:
+        super().__init__(message)
+        self.connect_failed = connect_failed
+
+
+class APITimeoutError(APIConnectionError):
+    """The request did not complete within the configured timeout."""
+
+
+class APIStatusError(InstaxError):
+    """The API answered with a status that is not success, or with an unusable body.
+
+    ``status`` is the HTTP status, ``body`` the raw response body (bytes), ``headers`` the
+    response headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.headers: Mapping[str, str] = dict(headers or {})
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.body:
+            preview = self.body[:_BODY_PREVIEW].decode("utf-8", "replace")
+            more = "…" if len(self.body) > _BODY_PREVIEW else ""
+            return f"{text} (HTTP {self.status}; body: {preview}{more})"
+        return f"{text} (HTTP {self.status})"
+
+
+class BadRequestError(APIStatusError):
+    """400 or 422: the API rejected the request's content."""
+
+
+class AuthenticationError(APIStatusError):
+    """401 or 403: the api key is missing, wrong, or lacks permission."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such session or transaction."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body, headers=headers)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: the API failed to handle the request."""
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """The most specific :class:`APIStatusError` subclass for an HTTP status."""
+    if status in (400, 422):
+        return BadRequestError
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 404:
+        return NotFoundError
+    if status == 429:
+        return RateLimitError
+    if status >= 500:
+        return ServerError
+    return APIStatusError

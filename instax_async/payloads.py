@@ -1,0 +1,437 @@
+"""Payment-session requests: validated when built, so a bad one never reaches the API.
+
+>>> from decimal import Decimal
+>>> request = SessionRequest.sending(from_amount="50", from_currency="usd", to_currency="USDT")
+>>> request.to_payload()["fromAmount"], request.to_payload()["fromCurrency"]
+(Decimal('50'), 'USD')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from .errors import ValidationError
+from .serialization import OpenStrEnum, wire_name
+
+__all__ = [
+    "AmountDirection",
+    "PaymentMethod",
+    "SessionRequest",
+    "ToCurrency",
+    "to_amount_decimal",
+]
+
+
+class AmountDirection(OpenStrEnum):
+    """Which side of the exchange the caller fixes.
+
+    ``SENDING``: the customer pays exactly ``from_amount``; the payout is computed.
+    ``RECEIVING``: the payout is exactly ``to_amount``; what the customer pays is computed.
+    """
+
+    SENDING = "sending"
+    RECEIVING = "receiving"
+
+
+class ToCurrency(OpenStrEnum):
+    """Payout currencies InstaXchange documents. The list grows; see ``allow_unlisted``."""
+
+    USDT = "USDT"
+    USDT_TRON = "USDT-TRON"
+    USDT_AVALANCHE = "USDT-AVALANCHE"
+    USDC = "USDC"
+    USDC_POLYGON = "USDC_POLYGON"
+
+
+class PaymentMethod(OpenStrEnum):
+    """Payment methods of the newer API (``card`` when none is given)."""
+
+    CARD = "card"
+    IDEAL = "ideal"
+    BANCONTACT = "bancontact"
+    APPLE_PAY = "apple-pay"
+    GOOGLE_PAY = "google-pay"
+    INTERAC = "interac"
+    PIX = "pix"
+    BLIK = "blik"
+
+
+_EVM_CURRENCIES = frozenset({ToCurrency.USDT_AVALANCHE, ToCurrency.USDC_POLYGON})
+_EVM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_ISO_4217 = re.compile(r"[A-Za-z]{3}")
+_ISO_3166 = re.compile(r"[A-Za-z]{2}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+
+
+def _fail(field: str, message: str) -> ValidationError:
+    return ValidationError(f"{field}: {message}", field=field)
+
+
+def to_amount_decimal(value: object, field: str) -> Decimal:
+    """Convert an amount to a positive finite ``Decimal``, or raise ``ValidationError``.
+
+    Accepts ``Decimal``, ``int``, numeric ``str`` and ``float`` (through its repr, so ``3.74``
+    becomes ``Decimal("3.74")``); rejects bool, NaN, infinities, zero and negatives.
+    """
+    if isinstance(value, bool):
+        raise _fail(
+            field, f"expected a positive amount (Decimal, int or numeric str), got {value!r}"
+        )
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(field, f"expected a finite positive amount, got {value!r}")
+        amount = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            raise _fail(
+                field, f"expected a numeric string such as '10.50', got {value!r}"
+            ) from None
+    else:
+        raise _fail(
+            field,
+            f"expected a Decimal, int or numeric str, got {type(value).__name__} {value!r}",
+        )
+    if not amount.is_finite():
+        raise _fail(field, f"expected a finite positive amount, got {value!r}")
+    if amount <= 0:
+        raise _fail(field, f"must be greater than 0, got {value!r}")
+    return amount
+
+
+def _text(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(field, f"expected a str, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise _fail(field, "must be a non-empty string")
+    return value
+
+
+def _direction(value: object) -> AmountDirection | None:
+    if value is None:
+        return None
+    try:
+        return AmountDirection(value)
+    except ValueError:
+        raise _fail(
+            "amount_direction",
+            f"expected 'sending' or 'receiving' (or AmountDirection), got {value!r}",
+        ) from None
+
+
+def _fiat_code(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ISO_4217.fullmatch(value):
+        raise _fail(
+            "from_currency", f"expected a 3-letter ISO 4217 code such as 'USD', got {value!r}"
+        )
+    return value.upper()
+
+
+def _country(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ISO_3166.fullmatch(value):
+        raise _fail("country", f"expected an ISO 3166 alpha-2 code such as 'DE', got {value!r}")
+    return value.upper()
+
+
+def _email(value: object) -> str | None:
+    text = _text(value, "email")
+    if text is not None and not _EMAIL.fullmatch(text):
+        raise _fail("email", f"expected an e-mail address such as 'ada@example.com', got {text!r}")
+    return text
+
+
+def _return_url(value: object) -> str | None:
+    text = _text(value, "return_url")
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise _fail(
+            "return_url",
+            f"expected an absolute http(s) URL such as 'https://shop.example/paid', got {text!r}",
+        )
+    return text
+
+
+def _known_or_text(value: object, enum_cls: type[OpenStrEnum], field: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, enum_cls):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(field, f"expected a non-empty str, got {value!r}")
+    try:
+        return enum_cls(value)
+    except ValueError:
+        return value  # checked against allow_unlisted once every field is known
+
+
+# attrs converters must be named functions for type checkers to see the accepted input types.
+def _from_amount(value: object) -> Decimal | None:
+    return None if value is None else to_amount_decimal(value, "from_amount")
+
+
+def _to_amount(value: object) -> Decimal | None:
+    return None if value is None else to_amount_decimal(value, "to_amount")
+
+
+def _account_ref_id(value: object) -> str | None:
+    return _text(value, "account_ref_id")
+
+
+def _address(value: object) -> str | None:
+    return _text(value, "address")
+
+
+def _webhook_ref(value: object) -> str | None:
+    return _text(value, "webhook_ref")
+
+
+def _first_name(value: object) -> str | None:
+    return _text(value, "first_name")
+
+
+def _last_name(value: object) -> str | None:
+    return _text(value, "last_name")
+
+
+def _to_currency(value: object) -> str | None:
+    return _known_or_text(value, ToCurrency, "to_currency")
+
+
+def _method(value: object) -> str | None:
+    return _known_or_text(value, PaymentMethod, "method")
+
+
+def is_tron_address(address: str) -> bool:
+    """True for a mainnet TRON address: base58check, 'T', 34 characters, valid checksum."""
+    if len(address) != 34 or address[0] != "T":
+        return False
+    number = 0
+    for char in address:
+        digit = _B58_INDEX.get(char)
+        if digit is None:
+            return False
+        number = number * 58 + digit
+    raw = number.to_bytes(25, "big")  # 58**34 < 2**200: always fits
+    payload, checksum = raw[:21], raw[21:]
+    if payload[0] != 0x41:
+        return False
+    return hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] == checksum
+
+
+_OPTIONAL_FIELDS = frozenset(
+    {
+        "account_ref_id",
+        "address",
+        "webhook_ref",
+        "return_url",
+        "method",
+        "email",
+        "first_name",
+        "last_name",
+        "country",
+        "allow_unlisted",
+    }
+)
+
+
+@attrs.frozen(kw_only=True)
+class SessionRequest:
+    """What to ask InstaXchange for when creating a payment session.
+
+    Build one with :meth:`sending` or :meth:`receiving`; the constructor applies the same rules.
+    Every rule is checked here, so a request that exists is a request the API accepts:
+
+    - ``sending``: ``from_amount`` is required and ``to_amount`` must not be given;
+      ``receiving``: the other way round. Both need ``from_currency`` and ``to_currency``.
+    - Amounts are ``Decimal`` (``int``, numeric ``str`` and ``float`` via its repr accepted),
+      finite and greater than zero.
+    - ``to_currency`` is one of :class:`ToCurrency`. A payout currency InstaXchange added after
+      this release can be sent with ``allow_unlisted=True``, which also lets ``method`` take a
+      value that :class:`PaymentMethod` does not list yet.
+    - ``from_currency``: a 3-letter ISO 4217 code, upper-cased; ``country``: ISO 3166 alpha-2.
+    - ``address``: no whitespace; a valid TRON address for ``USDT-TRON``; ``0x`` + 40 hex digits
+      for ``USDT-AVALANCHE`` and ``USDC_POLYGON``.
+    - ``return_url``: an absolute http(s) URL. Text fields: non-empty strings.
+
+    Any rule broken raises :class:`~instax_async.ValidationError` naming the field.
+    """
+
+    amount_direction: AmountDirection | None = attrs.field(default=None, converter=_direction)
+    from_currency: str | None = attrs.field(default=None, converter=_fiat_code)
+    to_currency: str | None = attrs.field(default=None, converter=_to_currency)
+    from_amount: Decimal | None = attrs.field(default=None, converter=_from_amount)
+    to_amount: Decimal | None = attrs.field(default=None, converter=_to_amount)
+    account_ref_id: str | None = attrs.field(default=None, converter=_account_ref_id)
+    address: str | None = attrs.field(default=None, converter=_address)
+    webhook_ref: str | None = attrs.field(default=None, converter=_webhook_ref)
+    return_url: str | None = attrs.field(default=None, converter=_return_url)
+    method: str | None = attrs.field(default=None, converter=_method)
+    email: str | None = attrs.field(default=None, converter=_email)
+    first_name: str | None = attrs.field(default=None, converter=_first_name)
+    last_name: str | None = attrs.field(default=None, converter=_last_name)
+    country: str | None = attrs.field(default=None, converter=_country)
+    allow_unlisted: bool = attrs.field(default=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.allow_unlisted, bool):
+            raise _fail("allow_unlisted", f"expected True or False, got {self.allow_unlisted!r}")
+        direction = self.amount_direction
+        if direction is None:
+            raise _fail("amount_direction", "is required: 'sending' or 'receiving'")
+        if self.from_currency is None:
+            raise _fail("from_currency", "is required (a fiat code such as 'USD')")
+        if self.to_currency is None:
+            raise _fail(
+                "to_currency", f"is required: one of {', '.join(c.value for c in ToCurrency)}"
+            )
+        if direction is AmountDirection.SENDING:
+            if self.from_amount is None:
+                raise _fail("from_amount", "is required when amount_direction is 'sending'")
+            if self.to_amount is not None:
+                raise _fail(
+                    "to_amount",
+                    "must not be given when amount_direction is 'sending' (the API computes it)",
+                )
+        else:
+            if self.to_amount is None:
+                raise _fail("to_amount", "is required when amount_direction is 'receiving'")
+            if self.from_amount is not None:
+                raise _fail(
+                    "from_amount",
+                    "must not be given when amount_direction is 'receiving' (the API computes it)",
+                )
+        if not isinstance(self.to_currency, ToCurrency) and not self.allow_unlisted:
+            raise _fail(
+                "to_currency",
+                f"unknown currency {self.to_currency!r}; expected one of "
+                f"{', '.join(c.value for c in ToCurrency)} "
+                "(pass allow_unlisted=True to send a currency this release does not list)",
+            )
+        if (
+            self.method is not None
+            and not isinstance(self.method, PaymentMethod)
+            and not self.allow_unlisted
+        ):
+            raise _fail(
+                "method",
+                f"unknown payment method {self.method!r}; expected one of "
+                f"{', '.join(m.value for m in PaymentMethod)} "
+                "(pass allow_unlisted=True to send a method this release does not list)",
+            )
+        if self.address is not None:
+            self._check_address(self.address)
+
+    def _check_address(self, address: str) -> None:
+        if any(c.isspace() for c in address):
+            raise _fail("address", f"must not contain whitespace, got {address!r}")
+        if self.to_currency == ToCurrency.USDT_TRON and not is_tron_address(address):
+            raise _fail(
+                "address",
+                f"expected a TRON address for USDT-TRON (base58check, starts with 'T', "
+                f"34 characters), got {address!r}",
+            )
+        if self.to_currency in _EVM_CURRENCIES and not _EVM_ADDRESS.fullmatch(address):
+            raise _fail(
+                "address",
+                f"expected an EVM address for {self.to_currency} ('0x' followed by 40 hex "
+                f"digits), got {address!r}",
+            )
+
+    @classmethod
+    def sending(
+        cls,
+        *,
+        from_amount: Decimal | int | str | float,
+        from_currency: str,
+        to_currency: ToCurrency | str,
+        **optional: Any,
+    ) -> SessionRequest:
+        """A session in which the customer pays exactly ``from_amount`` of ``from_currency``.
+
+        >>> SessionRequest.sending(from_amount="25.00", from_currency="EUR", to_currency="USDC")
+        ... # doctest: +ELLIPSIS
+        SessionRequest(amount_direction=<AmountDirection.SENDING: 'sending'>, ...)
+        """
+        _check_optional(optional, "to_amount")
+        return cls(
+            amount_direction=AmountDirection.SENDING,
+            from_amount=from_amount,
+            from_currency=from_currency,
+            to_currency=to_currency,
+            **optional,
+        )
+
+    @classmethod
+    def receiving(
+        cls,
+        *,
+        to_amount: Decimal | int | str | float,
+        from_currency: str,
+        to_currency: ToCurrency | str,
+        **optional: Any,
+    ) -> SessionRequest:
+        """A session whose payout is exactly ``to_amount`` of ``to_currency``.
+
+        >>> SessionRequest.receiving(to_amount=10, from_currency="USD", to_currency="USDT")
+        ... # doctest: +ELLIPSIS
+        SessionRequest(amount_direction=<AmountDirection.RECEIVING: 'receiving'>, ...)
+        """
+        _check_optional(optional, "from_amount")
+        return cls(
+            amount_direction=AmountDirection.RECEIVING,
+            to_amount=to_amount,
+            from_currency=from_currency,
+            to_currency=to_currency,
+            **optional,
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON body for ``POST /api/session``: camelCase keys, unset fields left out.
+
+        Amounts stay ``Decimal``; the client writes them as exact JSON numbers.
+        """
+        payload: dict[str, Any] = {}
+        for field, key in _WIRE_FIELDS:
+            value = getattr(self, field)
+            if value is not None:
+                payload[key] = value.value if isinstance(value, OpenStrEnum) else value
+        return payload
+
+
+def _check_optional(optional: dict[str, Any], computed_amount: str) -> None:
+    # The computed amount passes through so that the direction rule names it precisely.
+    unknown = sorted(set(optional) - _OPTIONAL_FIELDS - {computed_amount})
+    if unknown:
+        raise _fail(
+            unknown[0],
+            "is not a SessionRequest field; optional fields are "
+            + ", ".join(sorted(_OPTIONAL_FIELDS)),
+        )
+
+
+# Wire order: direction first, then currencies and amounts, then the optional fields.
+_WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
+    (f.name, wire_name(f)) for f in attrs.fields(SessionRequest) if f.name != "allow_unlisted"
+)

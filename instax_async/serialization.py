@@ -1,0 +1,187 @@
+"""One cattrs converter for the package, and JSON encoding that keeps ``Decimal`` exact.
+
+Naming rule: a Python field ``snake_case`` is ``camelCase`` on the wire, unless the field's
+metadata names its wire key (``attrs.field(metadata={"wire": "Credit_card_number"})``).
+A field named ``raw`` receives the whole mapping it was structured from.
+
+Hooks: ``Decimal`` from a JSON number or a numeric string, without passing through ``float``
+when the JSON was parsed with ``parse_float=Decimal``; timezone-aware ``datetime`` from ISO
+8601; str enums that keep an unknown value as the plain string instead of failing.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, get_args
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+__all__ = ["OpenStrEnum", "converter", "dumps", "loads", "parse_datetime", "wire_name"]
+
+
+_CAMEL = re.compile(r"_([a-z0-9])")
+
+
+def wire_name(field: attrs.Attribute[Any]) -> str:
+    """The JSON key of an attrs field: its ``wire`` metadata, else its name in camelCase."""
+    explicit = field.metadata.get("wire")
+    if explicit is not None:
+        return str(explicit)
+    return _CAMEL.sub(lambda m: m.group(1).upper(), field.name)
+
+
+class OpenStrEnum(str, enum.Enum):
+    """A str enum whose converter hook keeps unknown values as plain strings.
+
+    Members compare equal to their values (``TransactionStatus.COMPLETED == "completed"``).
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def _structure_decimal(value: Any, _type: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number, got {value!r}")
+    try:
+        # float goes through its shortest repr (3.74 -> Decimal("3.74")), never its binary value
+        result = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if not result.is_finite():
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return result
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse ISO 8601 (``Z`` suffix allowed) into an aware ``datetime`` (UTC when no offset)."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _structure_datetime(value: Any, _type: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # epoch milliseconds, as JavaScript clients send them
+        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 date-time, got {value!r}")
+    return parse_datetime(value)
+
+
+def _structure_open_enum(value: Any, cls: type[OpenStrEnum]) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        if isinstance(value, str):
+            return value
+        raise
+
+
+def _is_open_union(tp: Any) -> bool:
+    args = get_args(tp)
+    return bool(args) and any(isinstance(a, type) and issubclass(a, OpenStrEnum) for a in args)
+
+
+def _open_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    enum_cls = next(a for a in get_args(tp) if isinstance(a, type) and issubclass(a, OpenStrEnum))
+    allows_none = type(None) in get_args(tp)
+
+    def structure(value: Any, _type: Any) -> Any:
+        if value is None and allows_none:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return _structure_open_enum(value, enum_cls)
+
+    return structure
+
+
+def _make_attrs_hook(conv: cattrs.Converter) -> Callable[[type[Any]], Callable[[Any, Any], Any]]:
+    def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
+        overrides: dict[str, Any] = {}
+        has_raw = False
+        for field in attrs.fields(cls):
+            if field.name == "raw":
+                has_raw = True
+                overrides["raw"] = override(omit=True)
+            else:
+                overrides[field.name] = override(rename=wire_name(field))
+        inner = make_dict_structure_fn(cls, conv, **overrides)
+        if not has_raw:
+            return inner
+
+        def structure(data: Any, tp: Any) -> Any:
+            obj = inner(data, tp)
+            # ``raw`` is excluded from generated code, then attached without another copy.
+            object.__setattr__(obj, "raw", data)
+            return obj
+
+        return structure
+
+    return factory
+
+
+def _build_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    # Registered on the base class, so every subclass gets it; the hook receives the subclass.
+    conv.register_structure_hook(OpenStrEnum, _structure_open_enum)
+    conv.register_structure_hook_factory(_is_open_union, _open_union_hook)
+    conv.register_structure_hook_factory(attrs.has, _make_attrs_hook(conv))
+    conv.register_unstructure_hook(Decimal, lambda d: d)
+    conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
+    return conv
+
+
+#: The package's one converter: models are structured from wire mappings with it.
+converter = _build_converter()
+
+
+def _encode_decimal(value: Decimal) -> str:
+    # Plain notation, every digit kept: Decimal("1E+2") is sent as 100, Decimal("1E-7") as 1e-7
+    # would be, but written 0.0000001.
+    return format(value, "f")
+
+
+_dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def dumps(value: Any) -> bytes:
+    """Encode JSON as UTF-8 bytes, writing ``Decimal`` as an exact JSON number.
+
+    >>> dumps({"fromAmount": Decimal("0.1")})
+    b'{"fromAmount":0.1}'
+    """
+    return _encode(value).encode("utf-8")
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return _encode_decimal(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(_dumps_str(str(k)) + ":" + _encode(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return _dumps_str(value)
+
+
+def loads(content: bytes | str) -> Any:
+    """Decode JSON with every non-integer number as an exact ``Decimal``."""
+    return json.loads(content, parse_float=Decimal)

@@ -1,0 +1,66 @@
+"""Shared fixtures: real aiohttp servers on 127.0.0.1 with random ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+StartServer = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Start an ``aiohttp.web`` app on a free loopback port; yields a starter returning its URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+class _StubStreamWriter:
+    output_size = 0
+
+
+def _aioresponses_compat() -> None:
+    """aioresponses 0.7.9 predates aiohttp 3.14's required ``stream_writer`` argument
+    (pnuckowski/aioresponses#289); give its responses one until a fixed release exists."""
+    import inspect
+
+    import aioresponses.core
+    from aiohttp import ClientResponse
+
+    if "stream_writer" not in inspect.signature(ClientResponse.__init__).parameters:
+        return  # pragma: no cover - aiohttp < 3.14
+
+    class CompatClientResponse(ClientResponse):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs.setdefault("stream_writer", _StubStreamWriter())
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    aioresponses.core.ClientResponse = CompatClientResponse  # type: ignore[misc]
+
+
+_aioresponses_compat()

@@ -1,0 +1,299 @@
+"""AsyncSession through real transports against real aiohttp servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from instax_async import (
+    AiohttpTransport,
+    APIConnectionError,
+    APITimeoutError,
+    AsyncSession,
+    BadRequestError,
+    RetryPolicy,
+    ServerError,
+    SessionRequest,
+    Transport,
+)
+from instax_async.sandbox import create_app
+from instax_async.transports.httpx import HttpxTransport
+from tests.conftest import StartServer
+
+FAST = RetryPolicy(max_retries=2, backoff_base=0.0, backoff_max=0.0)
+SENDING = SessionRequest.sending(
+    from_amount=Decimal("12345678901234567890.123456789"),
+    from_currency="USD",
+    to_currency="USDT",
+    webhook_ref="order-77",
+)
+RECEIVING = SessionRequest.receiving(to_amount="10", from_currency="EUR", to_currency="USDC")
+
+TRANSPORTS: dict[str, Callable[[], Transport]] = {
+    "aiohttp": AiohttpTransport,
+    "httpx": HttpxTransport,
+}
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+async def make_client(request: pytest.FixtureRequest) -> Any:
+    made: list[tuple[AsyncSession, Transport]] = []
+
+    def make(base_url: str, **kwargs: Any) -> AsyncSession:
+        transport = TRANSPORTS[request.param]()
+        kwargs.setdefault("retry", FAST)
+        client = AsyncSession(base_url=base_url, transport=transport, **kwargs)
+        made.append((client, transport))
+        return client
+
+    yield make
+    for client, transport in made:
+        await client.aclose()
+        await transport.aclose()
+
+
+async def test_end_to_end_creation_against_the_sandbox(
+    start_server: StartServer, make_client: Any
+) -> None:
+    base_url = await start_server(create_app())
+    client = make_client(base_url)
+    sending, receiving = await asyncio.gather(
+        client.create_session(SENDING), client.create_session(RECEIVING)
+    )
+    assert sending.id.startswith("ps_")
+    assert sending.iframe_url == f"{base_url}/embed/{sending.id}"
+    assert sending.raw["from_amount"] == Decimal("12345678901234567890.123456789")
+    assert sending.raw["payment_direction"] == "sending"
+    assert receiving.raw["to_amount"] == Decimal("10")
+    assert receiving.raw["from_amount"] > 0
+    assert receiving.status == "initiated"
+
+
+def recording_app(
+    responses: list[tuple[int, dict[str, str]]] | None = None, delay: float = 0.0
+) -> tuple[web.Application, dict[str, Any]]:
+    state: dict[str, Any] = {"calls": 0, "in_flight": 0, "peak": 0, "bodies": [], "headers": []}
+
+    async def handle(request: web.Request) -> web.Response:
+        state["calls"] += 1
+        number = state["calls"]
+        state["in_flight"] += 1
+        state["peak"] = max(state["peak"], state["in_flight"])
+        try:
+            state["bodies"].append(await request.read())
+            state["headers"].append(dict(request.headers))
+            if delay:
+                await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0.001)
+            if responses:
+                status, headers = responses[min(number, len(responses)) - 1]
+                if status != 201:
+                    return web.json_response(
+                        {"message": f"status {status}"}, status=status, headers=headers
+                    )
+            return web.json_response({"id": f"ps_{number}"}, status=201)
+        finally:
+            state["in_flight"] -= 1
+
+    app = web.Application()
+    app.router.add_post("/api/session", handle)
+    return app, state
+
+
+async def test_exact_bytes_and_headers_reach_the_server(
+    start_server: StartServer, make_client: Any
+) -> None:
+    app, state = recording_app()
+    client = make_client(await start_server(app), api_key="key-1")
+    await client.create_session(SENDING)
+    assert state["bodies"] == [
+        b'{"amountDirection":"sending","fromCurrency":"USD","toCurrency":"USDT",'
+        b'"fromAmount":12345678901234567890.123456789,"webhookRef":"order-77"}'
+    ]
+    headers = state["headers"][0]
+    assert headers["Content-Type"] == "application/json"
+    assert headers["x-api-key"] == "key-1"
+    assert headers["User-Agent"].startswith("instax-async/")
+
+
+async def test_concurrency_is_bounded_at_the_server(
+    start_server: StartServer, make_client: Any
+) -> None:
+    app, state = recording_app()
+    client = make_client(await start_server(app), max_concurrency=10)
+    sessions = await asyncio.gather(*(client.create_session(SENDING) for _ in range(500)))
+    assert len({s.id for s in sessions}) == 500
+    assert state["calls"] == 500
+    assert state["peak"] <= 10
+
+
+async def test_slow_server_times_out(start_server: StartServer, make_client: Any) -> None:
+    app, state = recording_app(delay=5)
+    client = make_client(await start_server(app), timeout=0.2)
+    with pytest.raises(APITimeoutError, match="timed out"):
+        await client.create_session(SENDING)
+    assert state["calls"] == 1  # a timed-out POST may have been processed: not retried
+
+
+async def test_closed_port_is_a_connection_error_retried_for_post(
+    closed_port_url: str, make_client: Any
+) -> None:
+    client = make_client(closed_port_url)
+    with pytest.raises(APIConnectionError) as info:
+        await client.create_session(SENDING)
+    assert info.value.connect_failed
+    assert not isinstance(info.value, APITimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "calls", "error"),
+    [
+        (503, {}, 2, None),
+        (429, {"Retry-After": "0"}, 2, None),
+        (500, {}, 1, ServerError),
+        (502, {}, 1, ServerError),
+        (408, {}, 1, None),
+        (400, {}, 1, BadRequestError),
+    ],
+)
+async def test_post_retry_rules_seen_at_the_server(
+    start_server: StartServer,
+    make_client: Any,
+    status: int,
+    headers: dict[str, str],
+    calls: int,
+    error: type[Exception] | None,
+) -> None:
+    app, state = recording_app([(status, headers), (201, {})])
+    client = make_client(await start_server(app))
+    if calls == 2:
+        await client.create_session(SENDING)
+    else:
+        with pytest.raises(error or Exception):
+            await client.create_session(SENDING)
+    assert state["calls"] == calls
+
+
+async def test_get_retry_rules_seen_at_the_server(start_server: StartServer) -> None:
+    attempts: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        attempts.append(1)
+        if len(attempts) < 3:
+            return web.json_response({}, status=[500, 408][len(attempts) - 1])
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/probe", handle)
+    base_url = await start_server(app)
+    async with AsyncSession(base_url=base_url, retry=FAST) as client:
+        response = await client._send("GET", f"{base_url}/probe", idempotent=True)
+    assert response.status == 200
+    assert len(attempts) == 3
+
+
+async def test_aiohttp_transport_never_closes_a_callers_session(
+    start_server: StartServer,
+) -> None:
+    app, _ = recording_app()
+    base_url = await start_server(app)
+    async with aiohttp.ClientSession() as own:
+        transport = AiohttpTransport(own)
+        assert "shared" in repr(transport)
+        async with AsyncSession(base_url=base_url, transport=transport) as client:
+            await client.create_session(SENDING)
+        await transport.aclose()
+        assert not own.closed
+        async with own.post(f"{base_url}/api/session", data=b"{}") as response:
+            assert response.status == 201
+
+
+async def test_default_transport_is_created_lazily_and_closed(start_server: StartServer) -> None:
+    app, _ = recording_app()
+    base_url = await start_server(app)
+    client = AsyncSession(base_url=base_url)
+    transport = client._transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport._session is None
+    assert "owned" in repr(transport)
+    await client.create_session(SENDING)
+    session = transport._session
+    assert session is not None and not session.closed
+    await client.aclose()
+    assert session.closed
+
+
+def test_default_transport_survives_a_new_event_loop(closed_port_url: str) -> None:
+    """A client kept across two ``asyncio.run`` calls starts a fresh aiohttp session."""
+
+    async def main(base_url: str, client: AsyncSession) -> str:
+        return (await client.create_session(SENDING)).id
+
+    async def serve_and_call(client: AsyncSession) -> str:
+        app, _ = recording_app()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        client._base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        client._session_url = f"{client._base_url}/api/session"
+        try:
+            return await main(client._base_url, client)
+        finally:
+            await runner.cleanup()
+
+    client = AsyncSession(base_url=closed_port_url)
+    assert asyncio.run(serve_and_call(client)) == "ps_1"
+    assert asyncio.run(serve_and_call(client)) == "ps_1"
+    asyncio.run(client.aclose())
+
+
+def test_aiohttp_transport_rejects_a_bad_limit() -> None:
+    with pytest.raises(Exception, match="limit"):
+        AiohttpTransport(limit=-1)
+
+
+async def test_aiohttp_transport_maps_other_client_errors(start_server: StartServer) -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"{")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/api/session", handle)
+    base_url = await start_server(app)
+    async with AsyncSession(
+        base_url=base_url, transport=None, retry=RetryPolicy(max_retries=0)
+    ) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.create_session(SENDING)
+    assert not info.value.connect_failed
+
+
+async def test_proxy_and_ssl_options_are_passed(start_server: StartServer) -> None:
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        return web.json_response({"id": "ps_proxy"})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    proxy_url = await start_server(app)
+    transport = AiohttpTransport(proxy=proxy_url, ssl=False)
+    async with AsyncSession(base_url="http://api.invalid", transport=transport) as client:
+        assert (await client.create_session(SENDING)).id == "ps_proxy"
+    await transport.aclose()
+    assert seen == ["http://api.invalid/api/session"]
+    assert json.dumps(seen)

@@ -1,0 +1,111 @@
+"""Small behaviours: errors, transports' reprs and guards, the sandbox's validation, __main__."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from instax_async import (
+    APIStatusError,
+    InstaxError,
+    MockTransport,
+    PollTimeoutError,
+    Request,
+    Response,
+)
+from instax_async import cli as cli_module
+from instax_async.errors import status_error_class
+from instax_async.sandbox import SandboxConfig, create_app
+from instax_async.serialization import converter
+from instax_async.transports.httpx import HttpxTransport
+from tests.conftest import StartServer
+
+
+def test_poll_timeout_error_is_a_timeout_error_with_the_last_status() -> None:
+    error = PollTimeoutError("no hash after 600 s", last_status={"status": "pending"})
+    assert isinstance(error, TimeoutError) and isinstance(error, InstaxError)
+    assert error.last_status == {"status": "pending"}
+
+
+def test_status_error_class_for_unlisted_status() -> None:
+    assert status_error_class(418) is APIStatusError
+
+
+def test_transport_reprs_and_guards() -> None:
+    def handler(request: Request) -> Response:
+        return Response(200, {}, b"{}")
+
+    assert "handler" in repr(MockTransport(handler))
+    with pytest.raises(TypeError, match="callable"):
+        MockTransport("nope")  # type: ignore[arg-type]
+    assert "owned" in repr(HttpxTransport())
+
+
+async def test_open_enum_hook_reraises_for_non_strings() -> None:
+    from instax_async.payloads import AmountDirection
+
+    with pytest.raises(Exception):  # noqa: B017 - cattrs may wrap the ValueError
+        converter.structure(3, AmountDirection)
+    assert converter.structure("sideways", AmountDirection) == "sideways"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"not json", 400, None),
+        (b"[1]", 400, None),
+        (b'{"colour": "red"}', 400, "colour"),
+        (
+            b'{"amountDirection": "sending", "fromCurrency": "USD", "toCurrency": "USDT"}',
+            400,
+            "from_amount",
+        ),
+        (
+            b'{"amountDirection": "sending", "fromCurrency": "XYZ", "toCurrency": "USDT",'
+            b' "fromAmount": 5}',
+            400,
+            "from_currency",
+        ),
+    ],
+)
+async def test_sandbox_rejects_bad_session_bodies(
+    start_server: StartServer, body: bytes, status: int, field: str | None
+) -> None:
+    import aiohttp
+
+    base_url = await start_server(create_app(SandboxConfig()))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base_url}/api/session", data=body) as response,
+    ):
+        assert response.status == status
+        data: dict[str, Any] = await response.json()
+    assert data["field"] == field
+    assert data["message"]
+
+
+async def test_demo_reports_a_failing_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken_sandbox(host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
+        app = web.Application()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        return runner, f"http://{host}:{runner.addresses[0][1]}"
+
+    monkeypatch.setattr(cli_module, "_start_sandbox", broken_sandbox)
+    assert await cli_module.run_demo() == 1
+    assert "demo failed: NotFoundError" in capsys.readouterr().out
+
+
+def test_python_dash_m(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["instax", "demo"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("instax_async", run_name="__main__")
+    assert info.value.code == 0

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from instax_async import (
+    AmountDirection,
+    PaymentMethod,
+    SessionRequest,
+    ToCurrency,
+    ValidationError,
+)
+from instax_async.payloads import is_tron_address
+
+TRON = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+EVM = "0x" + "aB" * 20
+
+
+def sending(**kw: object) -> SessionRequest:
+    base: dict[str, object] = {"from_amount": "10", "from_currency": "USD", "to_currency": "USDT"}
+    base.update(kw)
+    return SessionRequest.sending(**base)  # type: ignore[arg-type]
+
+
+def test_sending_payload_is_camel_case_with_unset_fields_left_out() -> None:
+    request = SessionRequest.sending(
+        from_amount="50.10",
+        from_currency="usd",
+        to_currency=ToCurrency.USDT_TRON,
+        address=TRON,
+        webhook_ref="order-1",
+        return_url="https://shop.example/paid",
+        account_ref_id="acct-9",
+    )
+    assert request.to_payload() == {
+        "amountDirection": "sending",
+        "fromCurrency": "USD",
+        "toCurrency": "USDT-TRON",
+        "fromAmount": Decimal("50.10"),
+        "accountRefId": "acct-9",
+        "address": TRON,
+        "webhookRef": "order-1",
+        "returnUrl": "https://shop.example/paid",
+    }
+
+
+def test_receiving_payload_and_newer_fields() -> None:
+    request = SessionRequest.receiving(
+        to_amount=10,
+        from_currency="EUR",
+        to_currency="USDC",
+        method="apple-pay",
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        country="gb",
+    )
+    payload = request.to_payload()
+    assert payload == {
+        "amountDirection": "receiving",
+        "fromCurrency": "EUR",
+        "toCurrency": "USDC",
+        "toAmount": Decimal(10),
+        "method": "apple-pay",
+        "email": "ada@example.com",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "country": "GB",
+    }
+    assert all(type(v) in (str, Decimal) for v in payload.values())
+    assert request.method is PaymentMethod.APPLE_PAY
+
+
+def test_direction_accepts_enum_or_string_and_request_is_frozen() -> None:
+    a = SessionRequest(
+        amount_direction="sending", from_amount=1, from_currency="USD", to_currency="USDT"
+    )
+    b = SessionRequest(
+        amount_direction=AmountDirection.SENDING,
+        from_amount=1,
+        from_currency="USD",
+        to_currency="USDT",
+    )
+    assert a == b
+    assert a.amount_direction is AmountDirection.SENDING
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        a.from_amount = Decimal(2)  # type: ignore[misc]
+
+
+def test_float_goes_through_its_repr() -> None:
+    assert sending(from_amount=3.74).from_amount == Decimal("3.74")
+    assert str(sending(from_amount=0.1).from_amount) == "0.1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"to_amount": "5"}, "to_amount"),
+        ({"from_amount": None}, "from_amount"),
+        ({"from_amount": True}, "from_amount"),
+        ({"from_amount": "ten"}, "from_amount"),
+        ({"from_amount": "NaN"}, "from_amount"),
+        ({"from_amount": float("nan")}, "from_amount"),
+        ({"from_amount": float("inf")}, "from_amount"),
+        ({"from_amount": Decimal("Infinity")}, "from_amount"),
+        ({"from_amount": 0}, "from_amount"),
+        ({"from_amount": "-1"}, "from_amount"),
+        ({"from_amount": [1]}, "from_amount"),
+        ({"from_currency": "US"}, "from_currency"),
+        ({"from_currency": 840}, "from_currency"),
+        ({"from_currency": None}, "from_currency"),
+        ({"to_currency": "LTC"}, "to_currency"),
+        ({"to_currency": None}, "to_currency"),
+        ({"to_currency": ""}, "to_currency"),
+        ({"to_currency": 5}, "to_currency"),
+        ({"address": ""}, "address"),
+        ({"address": "abc def"}, "address"),
+        ({"address": 12}, "address"),
+        ({"to_currency": "USDT-TRON", "address": "T" + "1" * 33}, "address"),
+        ({"to_currency": "USDT-TRON", "address": TRON[:-1] + "u"}, "address"),
+        ({"to_currency": "USDT-AVALANCHE", "address": TRON}, "address"),
+        ({"to_currency": "USDC_POLYGON", "address": "0x1234"}, "address"),
+        ({"return_url": "ftp://x.example/"}, "return_url"),
+        ({"return_url": "/relative"}, "return_url"),
+        ({"webhook_ref": ""}, "webhook_ref"),
+        ({"webhook_ref": "   "}, "webhook_ref"),
+        ({"account_ref_id": 5}, "account_ref_id"),
+        ({"method": "carrier-pigeon"}, "method"),
+        ({"method": 3}, "method"),
+        ({"email": "not-an-email"}, "email"),
+        ({"country": "DEU"}, "country"),
+        ({"allow_unlisted": "yes"}, "allow_unlisted"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_values_raise_validation_error_naming_the_field(
+    kwargs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        sending(**kwargs)
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_receiving_rules() -> None:
+    with pytest.raises(ValidationError, match="from_amount: must not be given"):
+        SessionRequest.receiving(
+            to_amount=1, from_currency="USD", to_currency="USDT", from_amount=1
+        )
+    with pytest.raises(ValidationError, match="to_amount: is required"):
+        SessionRequest(amount_direction="receiving", from_currency="USD", to_currency="USDT")
+
+
+def test_unknown_direction_and_missing_direction() -> None:
+    with pytest.raises(ValidationError, match="'sending' or 'receiving'") as info:
+        SessionRequest(amount_direction="both", from_currency="USD", to_currency="USDT")
+    assert info.value.field == "amount_direction"
+    with pytest.raises(ValidationError, match="amount_direction: is required"):
+        SessionRequest(from_currency="USD", to_currency="USDT", from_amount=1)
+
+
+def test_unknown_currency_message_lists_the_known_ones_and_the_opt_out() -> None:
+    with pytest.raises(ValidationError) as info:
+        sending(to_currency="LTC")
+    message = str(info.value)
+    for currency in ToCurrency:
+        assert currency.value in message
+    assert "allow_unlisted=True" in message
+    request = sending(to_currency="LTC", allow_unlisted=True, method="wire")
+    assert request.to_payload()["toCurrency"] == "LTC"
+    assert request.to_payload()["method"] == "wire"
+    assert "allowUnlisted" not in request.to_payload()
+
+
+def test_address_rules_per_currency() -> None:
+    assert sending(to_currency="USDT-TRON", address=TRON).address == TRON
+    assert sending(to_currency="USDT-AVALANCHE", address=EVM).address == EVM
+    assert sending(to_currency="USDC_POLYGON", address=EVM).address == EVM
+    assert sending(to_currency="USDT", address="anything-without-spaces").address
+
+
+def test_tron_address_checks() -> None:
+    assert is_tron_address(TRON)
+    assert not is_tron_address("T" + "0" * 33)  # '0' is not base58
+    assert not is_tron_address("T" + "z" * 33)  # too large for 25 bytes
+    assert not is_tron_address("A" + TRON[1:])
+    assert not is_tron_address(TRON[:-1])
+    # a valid base58check address with another version byte
+    assert not is_tron_address("1" * 34)
+
+
+amounts = st.one_of(
+    st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1e12"), allow_nan=False),
+    st.integers(min_value=1, max_value=10**15),
+    st.floats(min_value=1e-6, max_value=1e12, allow_nan=False, allow_infinity=False),
+)
+
+
+@given(amounts)
+def test_any_positive_amount_becomes_an_equal_decimal(amount: object) -> None:
+    request = sending(from_amount=amount)
+    assert isinstance(request.from_amount, Decimal)
+    expected = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)  # type: ignore[arg-type]
+    assert request.from_amount == expected
+    assert sending(from_amount=str(amount)).from_amount == Decimal(str(amount))
+
+
+@given(st.one_of(st.text(), st.none(), st.booleans(), st.floats(), st.integers(max_value=0)))
+def test_bad_amounts_only_ever_raise_validation_error(value: object) -> None:
+    try:
+        request = sending(from_amount=value)
+    except ValidationError as exc:
+        assert exc.field == "from_amount"
+    else:
+        assert request.from_amount is not None and request.from_amount > 0
+
+
+@given(st.text(max_size=12))
+def test_arbitrary_currency_text_never_escapes_as_another_error(text: str) -> None:
+    for field in ("from_currency", "to_currency", "address", "return_url", "email", "country"):
+        try:
+            sending(**{field: text})
+        except ValidationError as exc:
+            assert exc.field == field

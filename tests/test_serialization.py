@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from instax_async.serialization import OpenStrEnum, converter, dumps, loads, parse_datetime
+
+
+def test_decimal_is_written_exactly() -> None:
+    assert dumps({"a": Decimal("0.1")}) == b'{"a":0.1}'
+    big = Decimal("12345678901234567890.123456789")
+    assert dumps({"a": big}) == b'{"a":12345678901234567890.123456789}'
+    assert dumps({"a": Decimal("1E+2"), "b": Decimal("1E-7")}) == b'{"a":100,"b":0.0000001}'
+
+
+def test_other_values_and_containers() -> None:
+    out = dumps({"s": "é/\n", "n": None, "t": True, "i": 3, "l": [Decimal("1.50"), "x"]})
+    assert out == '{"s":"é/\\n","n":null,"t":true,"i":3,"l":[1.50,"x"]}'.encode()
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_decimal_round_trips_through_the_wire(value: Decimal) -> None:
+    assert loads(dumps({"v": value}))["v"] == value
+
+
+def test_loads_keeps_floats_exact() -> None:
+    assert loads(b'{"a": 0.0421399418187522}')["a"] == Decimal("0.0421399418187522")
+
+
+class Colour(OpenStrEnum):
+    RED = "red"
+
+
+@attrs.frozen(kw_only=True)
+class Thing:
+    amount_in_fiat: Decimal
+    colour: Colour | str
+    maybe: Colour | str | None = None
+    created_at: datetime
+    odd_name: str | None = attrs.field(default=None, metadata={"wire": "Odd_Name"})
+    raw: dict[str, object] = attrs.field(factory=dict)
+
+
+def test_converter_naming_rule_hooks_and_raw() -> None:
+    data = {
+        "amountInFiat": 3.74,
+        "colour": "red",
+        "maybe": "teal",
+        "createdAt": "2024-05-22T19:58:54.097Z",
+        "Odd_Name": "x",
+        "extra": 1,
+    }
+    thing = converter.structure(data, Thing)
+    assert thing.amount_in_fiat == Decimal("3.74")
+    assert thing.colour is Colour.RED and thing.colour == "red" and str(thing.colour) == "red"
+    assert thing.maybe == "teal" and not isinstance(thing.maybe, Colour)
+    assert thing.created_at == datetime(2024, 5, 22, 19, 58, 54, 97000, tzinfo=timezone.utc)
+    assert thing.odd_name == "x"
+    assert thing.raw is data
+
+
+@pytest.mark.parametrize("bad", [True, [1], "abc", "Infinity"])
+def test_decimal_hook_rejects_non_numbers(bad: object) -> None:
+    with pytest.raises(Exception, match="number"):
+        converter.structure(bad, Decimal)
+
+
+def test_datetime_hook_variants() -> None:
+    naive = datetime(2024, 1, 1)
+    assert converter.structure(naive, datetime).tzinfo is timezone.utc
+    assert converter.structure(0, datetime) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert parse_datetime("2024-01-01T00:00:00").tzinfo is timezone.utc
+    assert parse_datetime("2024-01-01T00:00:00+02:00").utcoffset() is not None
+    with pytest.raises(Exception, match="ISO 8601"):
+        converter.structure([], datetime)
+
+
+def test_open_enum_rejects_non_strings() -> None:
+    with pytest.raises(Exception):  # noqa: B017 - cattrs wraps the ValueError
+        converter.structure(5, Colour)
+    with pytest.raises(Exception):  # noqa: B017
+        converter.structure(5, Colour | str | None)
+    assert converter.structure(None, Colour | str | None) is None
+
+
+def test_dumps_matches_json_for_plain_values() -> None:
+    value = {"a": [1, 2.5, "x"], "b": {"c": None}}
+    assert json.loads(dumps(value)) == value
