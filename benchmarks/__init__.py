@@ -1,0 +1,1 @@
+"""Benchmarks of instax_async against raw aiohttp (run with ``make bench``)."""
