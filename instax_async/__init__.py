@@ -6,6 +6,7 @@
 
 from ._version import __version__
 from .client import AsyncSession
+from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -20,7 +21,7 @@ from .errors import (
     ValidationError,
     WebhookVerificationError,
 )
-from .models import PaymentSession
+from .models import InvoiceData, PaymentSession, TransactionStatus, WebhookData, WebhookEvent
 from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
 from .retry import RetryPolicy
 from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
@@ -34,7 +35,11 @@ __all__ = [
     "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
+    "ClaimResult",
+    "DedupeStore",
+    "InMemoryDedupeStore",
     "InstaxError",
+    "InvoiceData",
     "MockTransport",
     "NotFoundError",
     "PaymentMethod",
@@ -47,8 +52,11 @@ __all__ = [
     "ServerError",
     "SessionRequest",
     "ToCurrency",
+    "TransactionStatus",
     "Transport",
     "ValidationError",
+    "WebhookData",
+    "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
 ]

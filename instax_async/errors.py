@@ -59,7 +59,13 @@ class ValidationError(InstaxError, ValueError):
 
 
 class WebhookVerificationError(InstaxError):
-    """A webhook's signature or body could not be verified; the event must not be trusted."""
+    """A webhook's signature or body could not be verified; the event must not be trusted.
+
+    ``reason`` says why (a ``instax_async.webhooks.VerificationFailure``); receivers map it to
+    the HTTP status they answer with.
+    """
+
+    reason: Any = None
 
 
 class PollTimeoutError(InstaxError, TimeoutError):

@@ -123,13 +123,15 @@ def _make_attrs_hook(conv: cattrs.Converter) -> Callable[[type[Any]], Callable[[
             else:
                 overrides[field.name] = override(rename=wire_name(field))
         inner = make_dict_structure_fn(cls, conv, **overrides)
-        if not has_raw:
-            return inner
+        name = cls.__name__
 
         def structure(data: Any, tp: Any) -> Any:
+            if not isinstance(data, Mapping):
+                raise ValueError(f"{name}: expected a JSON object, got {type(data).__name__}")
             obj = inner(data, tp)
-            # ``raw`` is excluded from generated code, then attached without another copy.
-            object.__setattr__(obj, "raw", data)
+            if has_raw:
+                # ``raw`` is excluded from generated code, then attached without another copy.
+                object.__setattr__(obj, "raw", data)
             return obj
 
         return structure

@@ -1,0 +1,113 @@
+"""Remembering which webhooks were handled: delivery is at least once, handling once.
+
+A receiver claims an event's key before calling your handler, marks it done after, and releases
+it if the handler failed (so the sender's redelivery is processed). The in-memory store serves
+one process; several app instances behind a load balancer need a shared store (anything that
+implements :class:`DedupeStore`, e.g. on Redis), or a redelivery that lands on another instance
+is handled twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from .errors import ValidationError
+
+__all__ = ["ClaimResult", "DedupeStore", "InMemoryDedupeStore"]
+
+
+class ClaimResult(str, enum.Enum):
+    """What :meth:`DedupeStore.claim` found."""
+
+    #: Not seen before (or its earlier claim expired): the caller now owns it.
+    NEW = "new"
+    #: Another delivery of it is being handled right now.
+    PROCESSING = "processing"
+    #: Already handled successfully.
+    DONE = "done"
+
+
+@runtime_checkable
+class DedupeStore(Protocol):
+    """Where receivers record handled webhooks. All three methods are async."""
+
+    async def claim(self, key: str) -> ClaimResult:
+        """Atomically claim ``key`` for processing, unless it is claimed or done already."""
+        ...
+
+    async def mark_done(self, key: str) -> None:
+        """Record that ``key`` was handled; later claims return ``DONE`` until it expires."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Forget a claim whose handling failed, so the next delivery is processed."""
+        ...
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{name}: expected seconds as a number, got {value!r}", field=name)
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"{name}: expected a finite number > 0, got {value!r}", field=name)
+    return float(value)
+
+
+class InMemoryDedupeStore:
+    """A bounded, process-local :class:`DedupeStore`.
+
+    :param max_entries: how many keys are remembered; the oldest are forgotten first.
+    :param ttl: seconds a handled key is remembered (default one day).
+    :param processing_ttl: seconds a claim lasts if the handler never finishes (a crash),
+        after which a redelivery is processed again.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        ttl: float = 86_400.0,
+        processing_ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValidationError(
+                f"max_entries: expected an int >= 1, got {max_entries!r}", field="max_entries"
+            )
+        self._max_entries = max_entries
+        self._ttl = _positive("ttl", ttl)
+        self._processing_ttl = _positive("processing_ttl", processing_ttl)
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[ClaimResult, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<InMemoryDedupeStore entries={len(self._entries)} max={self._max_entries}>"
+
+    def _store(self, key: str, state: ClaimResult, ttl: float) -> None:
+        self._entries[key] = (state, self._clock() + ttl)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    async def claim(self, key: str) -> ClaimResult:
+        """Claim ``key``; no ``await`` inside, so check-and-set is atomic on the event loop."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > self._clock():
+            return entry[0]
+        self._store(key, ClaimResult.PROCESSING, self._processing_ttl)
+        return ClaimResult.NEW
+
+    async def mark_done(self, key: str) -> None:
+        """Remember ``key`` as handled for ``ttl`` seconds."""
+        self._store(key, ClaimResult.DONE, self._ttl)
+
+    async def release(self, key: str) -> None:
+        """Forget ``key``."""
+        self._entries.pop(key, None)

@@ -1,0 +1,1 @@
+"""Webhook receivers for web frameworks, over one framework-free core."""

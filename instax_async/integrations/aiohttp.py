@@ -1,0 +1,65 @@
+"""Receive InstaXchange webhooks in an ``aiohttp.web`` application.
+
+>>> from aiohttp import web
+>>> async def on_event(event):
+...     print(event.reference, event.status)
+>>> app = web.Application()
+>>> app.router.add_post("/webhooks/instax", webhook_handler("s3cret", on_event))
+... # doctest: +ELLIPSIS
+<ResourceRoute ...>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..dedupe import DedupeStore
+from ..webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER
+from ._receiver import EventHandler, WebhookReceiver
+
+__all__ = ["webhook_handler"]
+
+
+async def read_bounded(request: web.BaseRequest, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def webhook_handler(
+    secret: str,
+    on_event: EventHandler,
+    *,
+    dedupe: DedupeStore | bool | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A request handler that verifies, deduplicates and hands each webhook to ``on_event``.
+
+    ``on_event(event)`` may be sync or async; answer codes are those of
+    :class:`~instax_async.integrations._receiver.WebhookReceiver` (200 handled or duplicate,
+    401 bad signature, 400 malformed, 413 too large, 409 being handled, 500 handler failed,
+    503 dedupe store down). ``dedupe=None`` keeps an in-memory store; pass a shared
+    :class:`~instax_async.DedupeStore` when several instances receive webhooks, or ``False``
+    to turn deduplication off.
+    """
+    receiver = WebhookReceiver(secret, on_event, dedupe=dedupe, max_body=max_body)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await read_bounded(request, receiver.max_body)
+        outcome = await receiver.handle(body, request.headers.get(SIGNATURE_HEADER))
+        return web.json_response(outcome.body, status=outcome.status)
+
+    handle.receiver = receiver  # type: ignore[attr-defined]
+    return handle

@@ -1,0 +1,389 @@
+"""JavaScript-compatible JSON handling for InstaXchange webhook signatures.
+
+InstaXchange signs every webhook on its (Node.js) side roughly like this::
+
+    const sorted = {};
+    Object.keys(body).sort().forEach((k) => { sorted[k] = body[k]; });
+    md5(`${JSON.stringify(sorted)}:${secret}`)
+
+A receiver only has the raw request body, so verifying the signature means rebuilding,
+character for character, the string the sender hashed.  Python's :mod:`json` differs
+from ``JSON.parse``/``JSON.stringify`` in many small ways (number formatting, big
+integers, property order of integer-like keys, lone surrogates, key sorting by UTF-16
+code units, ...).  This module reproduces the JavaScript behaviour exactly:
+
+* :func:`loads` parses a body the way ``JSON.parse`` does (and rejects what it rejects);
+* :func:`stringify` serializes a parsed value exactly like ``JSON.stringify``;
+* :func:`sort_top_level` reorders the top-level keys like the signing code above;
+* :func:`signing_string` combines the two, and :func:`signature_base` returns the UTF-8
+  bytes that are fed to MD5 together with the secret.
+
+Everything here is synchronous, pure and only depends on the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any, Final
+
+__all__ = ["loads", "signature_base", "signing_string", "sort_top_level", "stringify"]
+
+#: Largest magnitude up to which every integer is exactly representable as a double.
+_MAX_SAFE: Final = 2**53
+#: Largest integer that JavaScript treats as an array index (2**32 - 2).
+_MAX_ARRAY_INDEX: Final = 2**32 - 2
+
+
+# Encodes a Python value the way JSON.stringify does once numbers and key order have
+# been fixed up: no whitespace, non-ASCII kept verbatim, control characters escaped as
+# ``\u00xx`` (lowercase), ``"`` and ``\`` escaped, ``/`` left alone.
+_encode: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False
+).encode
+
+# Any surrogate code point left in the output: a (code-point separated) pair that
+# UTF-16 would join, or a lone surrogate that JSON.stringify escapes.
+_SURROGATES: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+
+# Numbers that need a notation Python cannot produce are temporarily replaced by this
+# marker string and substituted after encoding.  The random part makes an accidental
+# (or malicious) occurrence of the marker in payload text practically impossible; an
+# occurrence is still detected and handled by retrying with a fresh marker.
+
+
+def _new_marker() -> str:
+    """Return a fresh, unpredictable placeholder for numbers (see :func:`stringify`)."""
+    return f"jsjson-number-{secrets.token_hex(16)}"
+
+
+_MARKER: Final = _new_marker()
+
+
+class _Pending:
+    """Numbers awaiting substitution during one :func:`stringify` call."""
+
+    __slots__ = ("marker", "numbers")
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.numbers: list[str] = []
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse_int(text: str) -> int | float:
+    """Convert a JSON integer literal to the value a JavaScript number would hold."""
+    if len(text) < 16:  # at most 15 digits: always below 2**53, exact as a double
+        return int(text)
+    value = float(text)  # correctly rounded, like JavaScript (inf on overflow)
+    if -_MAX_SAFE < value < _MAX_SAFE:
+        return int(value)
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    """Refuse the ``NaN``/``Infinity``/``-Infinity`` literals that JSON.parse rejects."""
+    raise ValueError(f"invalid JSON: {name} is not a valid JSON value")
+
+
+def loads(body: str | bytes | bytearray | memoryview) -> Any:
+    """Parse a webhook body like JavaScript's ``JSON.parse``.
+
+    ``body`` may be the raw request bytes, which must be valid UTF-8, or an already
+    decoded string.  Objects become :class:`dict` (keys in the order they appear; for a
+    duplicated key the first position is kept with the last value, as in JavaScript),
+    arrays become :class:`list`, strings :class:`str` (escaped lone surrogates are kept),
+    and ``true``/``false``/``null`` become ``True``/``False``/``None``.
+
+    Numbers follow JavaScript's double semantics: numbers with a fraction or exponent are
+    :class:`float` (``1e400`` becomes ``inf``), integers within ±2**53 are :class:`int`,
+    and larger integer literals become the :class:`float` JavaScript would hold.
+
+    Raises:
+        ValueError: the body is not valid UTF-8, not valid JSON, starts with a byte
+            order mark, uses the ``NaN``/``Infinity`` literals or is nested too deeply.
+            (:class:`json.JSONDecodeError` and :class:`UnicodeDecodeError` are
+            subclasses of :class:`ValueError`.)
+        TypeError: ``body`` is neither text nor bytes.
+    """
+    if isinstance(body, str):
+        text = body
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # Raw surrogate code points: like a JavaScript (UTF-16) string, treat an
+                # adjacent high/low pair as one character; lone ones are kept.
+                text = text.encode("utf-16-le", "surrogatepass").decode(
+                    "utf-16-le", "surrogatepass"
+                )
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        text = str(body, "utf-8")
+    else:
+        raise TypeError(f"body must be str or bytes, not {type(body).__name__}")
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("invalid JSON: nesting too deep") from None
+
+
+# ----------------------------------------------------------------------- serializing
+
+
+def _prep_float(value: float, pending: _Pending) -> Any:
+    """Return a stand-in for ``value`` that the stdlib encoder prints like JavaScript.
+
+    ``repr`` yields the same shortest round-trip digits as ECMAScript
+    ``Number::toString``; only the notation differs: Python switches to exponent form
+    below 1e-4 and from 1e16 on (JavaScript: below 1e-6 and from 1e21 on), pads the
+    exponent to two digits and appends ``.0`` to integral values.
+    """
+    text = repr(value)
+    mantissa, _, exponent_text = text.partition("e")
+    if not exponent_text:
+        if text.endswith(".0"):
+            return int(value)  # integral and below 1e16, hence exact; -0.0 becomes 0
+        if "n" in text:  # nan, inf, -inf
+            return None
+        return value
+    exponent = int(exponent_text)
+    if exponent >= 21 or exponent <= -10:
+        return value  # the same exponent notation in both languages
+    sign = "-" if value < 0 else ""
+    digits = mantissa.lstrip("-").replace(".", "")
+    if exponent >= 16:  # JavaScript: the digits followed by zeros, i.e. an integer
+        return int(sign + digits + "0" * (exponent + 1 - len(digits)))
+    if exponent >= -6:  # JavaScript: 0.00000ddd
+        number = f"{sign}0.{'0' * (-exponent - 1)}{digits}"
+    else:  # JavaScript: unpadded exponent, e.g. 1e-7
+        number = f"{mantissa}e{exponent}"
+    numbers = pending.numbers
+    numbers.append(number)
+    return f"{pending.marker}#{len(numbers) - 1}"
+
+
+def _prep_big_int(value: int, pending: _Pending) -> Any:
+    """Stand-in for an integer beyond ±2**53: JavaScript holds the nearest double."""
+    try:
+        as_double = float(value)
+    except OverflowError:
+        return None  # Infinity, serialized as null
+    return _prep_float(as_double, pending)
+
+
+def _is_array_index(key: str) -> bool:
+    """Whether JavaScript treats the property name ``key`` as an array index."""
+    return (
+        len(key) <= 10
+        and key.isascii()
+        and key.isdigit()
+        and (key[0] != "0" or len(key) == 1)
+        and int(key) <= _MAX_ARRAY_INDEX
+    )
+
+
+def _js_order(obj: dict[str, Any]) -> dict[str, Any]:
+    """Reorder keys like a JavaScript object: array indices ascending, then the rest."""
+    indices = [key for key in obj if _is_array_index(key)]
+    if not indices:
+        return obj
+    indices.sort(key=int)
+    ordered = {key: obj[key] for key in indices}
+    for key, value in obj.items():
+        if key not in ordered:
+            ordered[key] = value
+    return ordered
+
+
+def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
+    """Copy-on-write preparation of an object for the stdlib encoder."""
+    try:
+        # Cheap pre-check: array-index keys start with a digit, so sort before ":".
+        reorder = bool(obj) and min(obj) < ":"
+    except TypeError:
+        raise TypeError("JSON object keys must be str") from None
+    result = obj
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is float and (1e-4 <= value < 1e16 or -1e16 < value <= -1e-4) and value % 1.0:
+            continue  # non-integral in Python's plain-notation range: repr is JavaScript's
+        if kind is int and -_MAX_SAFE <= value <= _MAX_SAFE:
+            continue
+        new = _prep(value, pending)
+        if new is not value:
+            if result is obj:
+                result = obj.copy()
+            result[key] = new
+    return _js_order(result) if reorder else result
+
+
+def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
+    """Copy-on-write preparation of an array for the stdlib encoder."""
+    result = items
+    for index, value in enumerate(items):
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is float and (1e-4 <= value < 1e16 or -1e16 < value <= -1e-4) and value % 1.0:
+            continue  # non-integral in Python's plain-notation range: repr is JavaScript's
+        if kind is int and -_MAX_SAFE <= value <= _MAX_SAFE:
+            continue
+        new = _prep(value, pending)
+        if new is not value:
+            if result is items:
+                result = items.copy()
+            result[index] = new
+    return result
+
+
+def _prep(value: Any, pending: _Pending) -> Any:
+    """Return a value the stdlib encoder serializes exactly like JSON.stringify."""
+    kind = type(value)
+    if kind is dict:
+        return _prep_dict(value, pending)
+    if kind is list:
+        return _prep_list(value, pending)
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is float:
+        return _prep_float(value, pending)
+    if kind is int:
+        if -_MAX_SAFE <= value <= _MAX_SAFE:
+            return value
+        return _prep_big_int(value, pending)
+    # Subclasses of the JSON types (enums, OrderedDict, tuples, ...).
+    if isinstance(value, str):
+        return value  # the stdlib encoder writes str subclasses as their text
+    if isinstance(value, int):  # bool is handled above; IntEnum and friends
+        return _prep(int(value), pending)
+    if isinstance(value, float):
+        return _prep_float(float(value), pending)
+    if isinstance(value, dict):
+        return _prep_dict(dict(value), pending)
+    if isinstance(value, (list, tuple)):
+        return _prep_list(list(value), pending)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _fix_surrogates(match: re.Match[str]) -> str:
+    """Join a surrogate pair into one character, or escape a lone surrogate."""
+    text = match.group()
+    if len(text) == 2:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    return f"\\u{ord(text):04x}"
+
+
+def _encode_with_surrogates(value: Any) -> str:
+    """Serialize like JSON.stringify, except that surrogate code points are left as is."""
+    marker = _MARKER
+    while True:
+        pending = _Pending(marker)
+        text = _encode(_prep(value, pending))
+        numbers = pending.numbers
+        if not numbers:
+            return text
+        # Placeholders are the JSON strings "<marker>#<index into numbers>"; object keys
+        # may have been reordered, so the index, not the position, identifies the number.
+        pieces = text.split(f'"{marker}#')
+        if len(pieces) == len(numbers) + 1:
+            out = [pieces[0]]
+            for piece in pieces[1:]:
+                index, _, rest = piece.partition('"')
+                out.append(numbers[int(index)])
+                out.append(rest)
+            return "".join(out)
+        marker = _new_marker()  # the marker occurs in the payload itself: pick another
+
+
+def _fix_and_encode(text: str) -> tuple[str, bytes]:
+    """Escape/join surrogates in ``text`` (see :func:`stringify`); return it and its UTF-8."""
+    try:
+        return text, text.encode("utf-8")  # fast check: fails only if surrogates remain
+    except UnicodeEncodeError:
+        text = _SURROGATES.sub(_fix_surrogates, text)
+        return text, text.encode("utf-8")
+
+
+def stringify(value: Any) -> str:
+    """Serialize ``value`` exactly like JavaScript's ``JSON.stringify(value)``.
+
+    Accepts what :func:`loads` produces (``dict`` with ``str`` keys, ``list``, ``str``,
+    ``int``, ``float``, ``bool``, ``None``; subclasses such as enums or tuples are
+    treated as their JSON counterparts).  The output has no whitespace; numbers use
+    ECMAScript ``Number::toString`` (``1e21`` → ``1e+21``, ``1e-7`` → ``1e-7``,
+    ``0.000001``, ``-0`` → ``0``, integers beyond ±2**53 as the nearest double, NaN and
+    infinities → ``null``); strings escape only ``"``, ``\\``, control characters and
+    lone surrogates; object keys that are array indices (``"0"`` … ``"4294967294"``)
+    come first in numeric order, followed by the other keys in insertion order.
+
+    Raises:
+        TypeError: a value (or object key) has no JSON representation.
+    """
+    text = _encode_with_surrogates(value)
+    if text.isascii():
+        return text
+    return _fix_and_encode(text)[0]
+
+
+# ------------------------------------------------------------------------- signing
+
+
+def _utf16_key(key: str) -> bytes:
+    """Sort key comparing strings by UTF-16 code units, like ``Array.prototype.sort``."""
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def sort_top_level(obj: dict[str, Any]) -> dict[str, Any]:
+    """Reorder the top-level keys of ``obj`` exactly like the InstaXchange signer.
+
+    Emulates ``Object.keys(body).sort()`` followed by assigning every key to a fresh
+    object: keys are sorted by UTF-16 code units (not by code points, which differ for
+    characters beyond U+FFFF), then the new object applies JavaScript property order
+    (array-index keys first, ascending numerically, then the rest in sorted order).
+    A ``"__proto__"`` key is dropped: assigning it to a plain object changes the
+    prototype instead of creating a property, so it never reaches ``JSON.stringify``.
+    Nested values are shared with ``obj``, not copied.
+
+    Raises:
+        TypeError: ``obj`` is not a dict or has a non-``str`` key.
+    """
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected a JSON object (dict), not {type(obj).__name__}")
+    if not all(isinstance(key, str) for key in obj):
+        raise TypeError("JSON object keys must be str")
+    ordered = {key: obj[key] for key in sorted(obj, key=_utf16_key) if key != "__proto__"}
+    return _js_order(ordered)
+
+
+def signing_string(obj: dict[str, Any]) -> str:
+    """Return the JSON text InstaXchange hashes for the webhook payload ``obj``.
+
+    Equivalent to ``stringify(sort_top_level(obj))``; ``obj`` is normally the result of
+    :func:`loads` applied to the raw request body.
+    """
+    return stringify(sort_top_level(obj))
+
+
+def _js_utf8(text: str) -> bytes:
+    """Encode ``text`` to UTF-8 like Node.js, which writes U+FFFD for lone surrogates."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Join code-point-separated surrogate pairs; replace lone ones with U+FFFD.
+        joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return joined.encode("utf-8")
+
+
+def signature_base(obj: dict[str, Any], secret: str) -> bytes:
+    """Return the exact bytes whose MD5 digest is the webhook signature.
+
+    That is ``f"{signing_string(obj)}:{secret}"`` encoded as UTF-8 the way Node.js's
+    ``hash.update(string)`` does it (a lone surrogate in ``secret`` becomes U+FFFD).
+    """
+    _, payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))
+    return payload + b":" + _js_utf8(secret)

@@ -1,0 +1,271 @@
+"""The webhook receivers: aiohttp (through aiohttp's test client) and ASGI (Starlette, httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from instax_async import ClaimResult, InMemoryDedupeStore, ValidationError, WebhookEvent
+from instax_async.integrations._receiver import WebhookReceiver
+from instax_async.integrations.aiohttp import webhook_handler
+from instax_async.integrations.asgi import webhook_app
+from instax_async.webhooks import SIGNATURE_HEADER, sign
+
+SECRET = "receiver-secret"
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "signatures.json").read_text())
+BODY: bytes = next(v for v in VECTORS if v["name"] == "documented_completed")["body"].encode()
+KEY = sign(BODY, SECRET)
+
+Post = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
+
+
+class Recorder:
+    def __init__(self, fail_times: int = 0, delay: float = 0.0) -> None:
+        self.events: list[WebhookEvent] = []
+        self.fail_times = fail_times
+        self.delay = delay
+
+    async def __call__(self, event: WebhookEvent) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("database down: password=hunter2")
+        self.events.append(event)
+
+
+def aiohttp_poster(**handler_kwargs: Any) -> Callable[[Any], Any]:
+    async def make(on_event: Any) -> tuple[Post, Callable[[], Awaitable[None]]]:
+        app = web.Application()
+        app.router.add_post("/hook", webhook_handler(SECRET, on_event, **handler_kwargs))
+        client = TestClient(TestServer(app))
+        await client.start_server()
+
+        async def post(body: bytes, headers: dict[str, str] | None = None) -> Any:
+            response = await client.post("/hook", data=body, headers=headers or {})
+            return response.status, await response.json()
+
+        return post, client.close
+
+    return make
+
+
+def asgi_poster(**handler_kwargs: Any) -> Callable[[Any], Any]:
+    async def make(on_event: Any) -> tuple[Post, Callable[[], Awaitable[None]]]:
+        receiver_app = webhook_app(SECRET, on_event, **handler_kwargs)
+        app = Starlette(routes=[Route("/hook", receiver_app, methods=["POST"])])
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+        async def post(body: bytes, headers: dict[str, str] | None = None) -> Any:
+            response = await client.post("/hook", content=body, headers=headers or {})
+            return response.status_code, response.json()
+
+        return post, client.aclose
+
+    return make
+
+
+@pytest.fixture(params=["aiohttp", "asgi"])
+async def receiver(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    closers: list[Callable[[], Awaitable[None]]] = []
+    factory = aiohttp_poster if request.param == "aiohttp" else asgi_poster
+
+    async def make(on_event: Any, **kwargs: Any) -> Post:
+        post, close = await factory(**kwargs)(on_event)
+        closers.append(close)
+        return post  # type: ignore[no-any-return]
+
+    yield make
+    for close in closers:
+        await close()
+
+
+def signed(body: bytes = BODY) -> dict[str, str]:
+    return {SIGNATURE_HEADER: sign(body, SECRET), "Content-Type": "application/json"}
+
+
+async def test_verified_event_is_handled_once_and_answered_200(receiver: Any) -> None:
+    recorder = Recorder()
+    post = await receiver(recorder)
+    assert await post(BODY, signed()) == (200, {"status": "ok"})
+    assert [e.reference for e in recorder.events] == ["your_reference"]
+    # a redelivery: 200 again, the handler is not called twice
+    assert await post(BODY, signed()) == (200, {"status": "duplicate"})
+    assert len(recorder.events) == 1
+
+
+async def test_header_name_is_case_insensitive(receiver: Any) -> None:
+    recorder = Recorder()
+    post = await receiver(recorder)
+    status, _ = await post(BODY, {"x-instaxwh-key": KEY.upper()})
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (BODY, {}, 401),
+        (BODY, {SIGNATURE_HEADER: ""}, 401),
+        (BODY, {SIGNATURE_HEADER: "0" * 32}, 401),
+        (BODY, {SIGNATURE_HEADER: "not-hex"}, 401),
+        (b"{not json", {SIGNATURE_HEADER: "0" * 32}, 400),
+        (b"[1]", {SIGNATURE_HEADER: "0" * 32}, 400),
+    ],
+)
+async def test_refusals(receiver: Any, body: bytes, headers: dict[str, str], status: int) -> None:
+    recorder = Recorder()
+    post = await receiver(recorder)
+    got_status, got_body = await post(body, headers)
+    assert got_status == status
+    assert SECRET not in json.dumps(got_body)
+    assert "Traceback" not in json.dumps(got_body)
+    assert recorder.events == []
+
+
+async def test_too_large_is_413_declared_or_streamed(receiver: Any) -> None:
+    post = await receiver(Recorder(), max_body=64)
+    big = b'{"pad": "' + b"x" * 200 + b'"}'
+    status, _ = await post(big, signed(big))
+    assert status == 413
+
+
+async def test_handler_failure_is_500_and_the_redelivery_is_processed(
+    receiver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder(fail_times=1)
+    post = await receiver(recorder)
+    status, body = await post(BODY, signed())
+    assert status == 500
+    assert "hunter2" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    assert SECRET not in caplog.text
+    status, _ = await post(BODY, signed())
+    assert status == 200
+    assert len(recorder.events) == 1
+
+
+async def test_concurrent_redelivery_while_processing_is_409(receiver: Any) -> None:
+    recorder = Recorder(delay=0.2)
+    post = await receiver(recorder)
+    first, second = await asyncio.gather(post(BODY, signed()), post(BODY, signed()))
+    assert sorted([first[0], second[0]]) == [200, 409]
+    assert len(recorder.events) == 1
+
+
+async def test_dedupe_off_and_sync_handlers(receiver: Any) -> None:
+    seen: list[str | None] = []
+    post = await receiver(lambda event: seen.append(event.reference), dedupe=False)
+    assert (await post(BODY, signed()))[0] == 200
+    assert (await post(BODY, signed()))[0] == 200
+    assert seen == ["your_reference", "your_reference"]
+
+
+class BrokenStore:
+    def __init__(self, fail: str) -> None:
+        self.fail = fail
+
+    async def claim(self, key: str) -> ClaimResult:
+        if self.fail == "claim":
+            raise ConnectionError("redis down")
+        return ClaimResult.NEW
+
+    async def mark_done(self, key: str) -> None:
+        if self.fail == "mark_done":
+            raise ConnectionError("redis down")
+
+    async def release(self, key: str) -> None:
+        raise ConnectionError("redis down")
+
+
+async def test_store_failures(receiver: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR)
+    post = await receiver(Recorder(), dedupe=BrokenStore("claim"))
+    assert (await post(BODY, signed()))[0] == 503
+    recorder = Recorder()
+    post = await receiver(recorder, dedupe=BrokenStore("mark_done"))
+    assert (await post(BODY, signed()))[0] == 200
+    assert len(recorder.events) == 1
+    post = await receiver(Recorder(fail_times=1), dedupe=BrokenStore("none"))
+    assert (await post(BODY, signed()))[0] == 500
+    assert "could not release" in caplog.text
+
+
+async def test_asgi_app_rejects_other_methods_and_ignores_lifespan() -> None:
+    app = webhook_app(SECRET, Recorder())
+    assert "WebhookApp" in repr(app)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        response = await client.get("/")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    await app({"type": "lifespan"}, _never, _never)
+
+
+async def _never(*args: Any) -> Any:  # pragma: no cover - must not be called
+    raise AssertionError("called")
+
+
+async def test_asgi_body_in_chunks_and_disconnect() -> None:
+    recorder = Recorder()
+    app = webhook_app(SECRET, recorder, max_body=len(BODY))
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    half = len(BODY) // 2
+    messages = [
+        {"type": "http.request", "body": BODY[:half], "more_body": True},
+        {"type": "http.request", "body": BODY[half:], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Any:
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"x-instaxwh-key", KEY.encode())]}
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert len(recorder.events) == 1
+
+
+def test_receiver_configuration_errors() -> None:
+    with pytest.raises(ValidationError, match="secret"):
+        WebhookReceiver("", Recorder())
+    with pytest.raises(ValidationError, match="on_event"):
+        WebhookReceiver(SECRET, "nope")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="max_body"):
+        WebhookReceiver(SECRET, Recorder(), max_body=0)
+    with pytest.raises(ValidationError, match="dedupe"):
+        WebhookReceiver(SECRET, Recorder(), dedupe="redis")  # type: ignore[arg-type]
+    receiver = WebhookReceiver(SECRET, Recorder(), dedupe=True)
+    assert SECRET not in repr(receiver)
+    assert "InMemoryDedupeStore" in repr(receiver)
+
+
+async def test_cancellation_releases_the_claim() -> None:
+    store = InMemoryDedupeStore()
+    started = asyncio.Event()
+
+    async def hang(event: WebhookEvent) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    receiver = WebhookReceiver(SECRET, hang, dedupe=store)
+    task = asyncio.create_task(receiver.handle(BODY, KEY))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(store) == 0
