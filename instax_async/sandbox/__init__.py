@@ -1,142 +1,122 @@
-"""A local stand-in for the InstaXchange API, on aiohttp.web, for development and tests.
+"""A local InstaXchange sandbox: the whole payment flow on one machine, no network, no money.
 
-It validates session requests with the SDK's own rules and answers in the real API's shape::
+InstaXchange has no public test environment. The sandbox answers the API's endpoints in their
+real shapes, serves a checkout page, settles payments through test helpers, signs and delivers
+webhooks, and confirms payouts on a fake blockchain::
 
-    from instax_async.sandbox import create_app
-    runner = aiohttp.web.AppRunner(create_app())
+    from instax_async import AsyncSession
+    from instax_async.sandbox import Sandbox, SandboxConfig
+
+    async with Sandbox(SandboxConfig(webhook_url=..., webhook_secret="s3cret")) as sandbox:
+        async with AsyncSession(base_url=sandbox.url, api_key="any") as client:
+            ...
+            await sandbox.complete(session.id)     # as if the customer paid
+
+Endpoints: ``POST /api/session``, ``GET /api/session/{id}/status`` (needs ``x-api-key``),
+``GET /utils/blockchain-status?txId=``, ``GET /embed/{id}`` and ``/order/{id}`` (the checkout
+page), ``POST /sandbox/sessions/{id}/complete`` and ``/fail``, ``GET /sandbox/webhooks`` (the
+delivery log).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
-from datetime import datetime, timezone
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from types import TracebackType
 from typing import Any
 
-import attrs
+import aiohttp
 from aiohttp import web
 
-from ..errors import ValidationError
-from ..payloads import AmountDirection, SessionRequest
-from ..serialization import dumps, loads
+from ..errors import InstaxError
+from .app import DEFAULT_RATES, STATE, SandboxConfig, SandboxState, create_app
 
-__all__ = ["SandboxConfig", "create_app", "DEFAULT_RATES"]
-
-#: Units of each payout currency one unit of fiat buys, before the fee.
-DEFAULT_RATES: Mapping[str, Decimal] = {
-    "USD": Decimal("1"),
-    "EUR": Decimal("1.08"),
-    "GBP": Decimal("1.27"),
-    "AUD": Decimal("0.66"),
-    "DKK": Decimal("0.145"),
-    "CAD": Decimal("0.73"),
-}
-
-_WIRE_TO_FIELD = {
-    "amountDirection": "amount_direction",
-    "fromCurrency": "from_currency",
-    "toCurrency": "to_currency",
-    "fromAmount": "from_amount",
-    "toAmount": "to_amount",
-    "accountRefId": "account_ref_id",
-    "address": "address",
-    "webhookRef": "webhook_ref",
-    "returnUrl": "return_url",
-    "method": "method",
-    "email": "email",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "country": "country",
-}
+__all__ = ["DEFAULT_RATES", "Sandbox", "SandboxConfig", "SandboxState", "create_app"]
 
 
-@attrs.frozen(kw_only=True)
-class SandboxConfig:
-    """How the sandbox behaves: exchange rates (fiat → USD-pegged payout) and the fee."""
+class Sandbox:
+    """Run the sandbox on a loopback port for the duration of an ``async with`` block.
 
-    rates: Mapping[str, Decimal] = attrs.field(factory=lambda: dict(DEFAULT_RATES))
-    fee: Decimal = Decimal("0.03")
+    :param port: ``0`` picks a free port; ``url`` tells which.
+    """
 
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_log: bool = False,
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.app = create_app(self.config)
+        self._host = host
+        self._port = port
+        self._access_log = access_log
+        self._runner: web.AppRunner | None = None
+        self.url = ""
 
-SESSIONS = web.AppKey("sessions", dict[str, dict[str, Any]])
-CONFIG = web.AppKey("config", SandboxConfig)
+    def __repr__(self) -> str:
+        return f"<Sandbox url={self.url or 'not started'!r}>"
 
+    @property
+    def state(self) -> SandboxState:
+        """Sessions, payouts and webhook deliveries so far."""
+        return self.app[STATE]
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=dumps(data), status=status, content_type="application/json")
+    async def start(self) -> str:
+        """Start listening; returns the base URL."""
+        kwargs: dict[str, Any] = {"shutdown_timeout": 1.0}
+        if not self._access_log:
+            kwargs["access_log"] = None
+        else:
+            kwargs["access_log_format"] = '%a "%r" %s %b %Tfs'
+        runner = web.AppRunner(self.app, **kwargs)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise InstaxError(
+                f"the sandbox cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
 
+    async def stop(self) -> None:
+        """Stop listening and cancel pending webhook deliveries."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
-def _bad_request(message: str, field: str | None) -> web.Response:
-    return _json({"message": message, "field": field}, status=400)
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
 
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
 
-def _trim(amount: Decimal) -> Decimal:
-    """``48.500000`` → ``48.5``, without switching to exponent notation."""
-    return Decimal(format(amount.normalize(), "f"))
+    async def _helper(self, session_id: str, action: str, reason: str | None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.url}/sandbox/sessions/{session_id}/{action}", json=body) as response,
+        ):
+            data: dict[str, Any] = await response.json()
+            if response.status != 200:
+                raise InstaxError(f"sandbox {action} of {session_id}: {data.get('message')}")
+            return data
 
+    async def complete(self, session_id: str) -> dict[str, Any]:
+        """Settle a session as paid (as the success card would); returns its tx ids."""
+        return await self._helper(session_id, "complete", None)
 
-def _quote(config: SandboxConfig, request: SessionRequest) -> tuple[Decimal, Decimal]:
-    rate = config.rates.get(request.from_currency or "")
-    if rate is None:
-        raise ValidationError(
-            f"from_currency: the sandbox has no rate for {request.from_currency!r}; "
-            f"known: {', '.join(sorted(config.rates))}",
-            field="from_currency",
-        )
-    net = rate * (1 - config.fee)
-    if request.amount_direction is AmountDirection.SENDING:
-        assert request.from_amount is not None
-        to_amount = (request.from_amount * net).quantize(Decimal("0.000001"), ROUND_DOWN)
-        return request.from_amount, _trim(to_amount)
-    assert request.to_amount is not None
-    from_amount = (request.to_amount / net).quantize(Decimal("0.01"), ROUND_UP)
-    return from_amount, request.to_amount
-
-
-async def _create_session(request: web.Request) -> web.Response:
-    try:
-        body = loads(await request.read())
-    except ValueError:
-        return _bad_request("the body is not valid JSON", None)
-    if not isinstance(body, dict):
-        return _bad_request("the body must be a JSON object", None)
-    unknown = sorted(set(body) - set(_WIRE_TO_FIELD))
-    if unknown:
-        return _bad_request(f"unknown field {unknown[0]!r}", unknown[0])
-    try:
-        session_request = SessionRequest(
-            **{_WIRE_TO_FIELD[k]: v for k, v in body.items()}, allow_unlisted=True
-        )
-        from_amount, to_amount = _quote(request.app[CONFIG], session_request)
-    except ValidationError as exc:
-        return _bad_request(str(exc), exc.field)
-    session_id = f"ps_{uuid.uuid4()}"
-    record = {
-        "id": session_id,
-        "from_currency": session_request.from_currency,
-        "to_currency": str(session_request.to_currency),
-        "from_amount": from_amount,
-        "to_amount": to_amount,
-        "merchant_account_id": session_request.account_ref_id,
-        "method": str(session_request.method or "card"),
-        "payment_direction": str(session_request.amount_direction),
-        "status": "initiated",
-        "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-        "wallet": session_request.address,
-        "return_url": session_request.return_url,
-        "webhook_ref": session_request.webhook_ref,
-        "deposit_tx_status": None,
-        "payout_tx_status": None,
-    }
-    request.app[SESSIONS][session_id] = record
-    return _json(record, status=201)
-
-
-def create_app(config: SandboxConfig | None = None) -> web.Application:
-    """Build the sandbox application (``POST /api/session`` for now)."""
-    app = web.Application()
-    app[CONFIG] = config or SandboxConfig()
-    app[SESSIONS] = {}
-    app.router.add_post("/api/session", _create_session)
-    return app
+    async def fail(self, session_id: str, reason: str = "Do Not Honor") -> dict[str, Any]:
+        """Settle a session as declined with ``reason``."""
+        return await self._helper(session_id, "fail", reason)

@@ -1,0 +1,497 @@
+"""The sandbox application: a local stand-in for the InstaXchange API on aiohttp.web."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime, timezone
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from typing import Any
+
+import aiohttp
+import attrs
+from aiohttp import web
+
+from ..errors import ValidationError
+from ..payloads import AmountDirection, SessionRequest
+from ..serialization import dumps, loads
+from ..webhooks import SIGNATURE_HEADER, sign
+from .events import webhook_payload
+from .page import checkout_page, not_found_page
+
+__all__ = ["DEFAULT_RATES", "SandboxConfig", "SandboxState", "create_app"]
+
+logger = logging.getLogger("instax_async.sandbox")
+
+#: How much of a USD-pegged payout currency one unit of each fiat currency buys, before the fee.
+DEFAULT_RATES: Mapping[str, Decimal] = {
+    "USD": Decimal("1"),
+    "EUR": Decimal("1.08"),
+    "GBP": Decimal("1.27"),
+    "AUD": Decimal("0.66"),
+    "CAD": Decimal("0.73"),
+    "DKK": Decimal("0.145"),
+}
+
+_WIRE_TO_FIELD = {
+    "amountDirection": "amount_direction",
+    "fromCurrency": "from_currency",
+    "toCurrency": "to_currency",
+    "fromAmount": "from_amount",
+    "toAmount": "to_amount",
+    "accountRefId": "account_ref_id",
+    "address": "address",
+    "webhookRef": "webhook_ref",
+    "returnUrl": "return_url",
+    "method": "method",
+    "email": "email",
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "country": "country",
+}
+
+
+def _fraction(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValidationError(
+            f"{attribute.name}: expected a fraction from 0 to 1, got {value!r}",
+            field=attribute.name,
+        )
+
+
+def _seconds(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValidationError(
+            f"{attribute.name}: expected seconds >= 0, got {value!r}", field=attribute.name
+        )
+
+
+def _count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(
+            f"{attribute.name}: expected an int >= 0, got {value!r}", field=attribute.name
+        )
+
+
+def _optional_url(_instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    if value is not None and (
+        not isinstance(value, str) or not value.startswith(("http://", "https://"))
+    ):
+        raise ValidationError(
+            f"{attribute.name}: expected an http(s) URL, got {value!r}", field=attribute.name
+        )
+
+
+@attrs.frozen(kw_only=True)
+class SandboxConfig:
+    """How the sandbox behaves. Change one with ``attrs.evolve``.
+
+    :param webhook_url: where completed and failed payments are announced (``None``: nowhere).
+    :param webhook_secret: signs webhooks (``X-Instaxwh-Key``); never shown in reprs.
+    :param api_key: the key ``GET /api/session/{id}/status`` requires; ``None`` accepts any
+        non-empty ``x-api-key``.
+    :param rates: units of the payout currency per unit of each fiat currency, before ``fee``.
+    :param confirmation_polls: blockchain-status answers that say ``pending`` after a payout
+        before the hash appears; ``confirmation_delay``: seconds that must pass as well.
+    :param error_rate: fraction of API requests answered 500; ``rate_limit_rate``: fraction
+        answered 429 with ``Retry-After: retry_after``; ``latency``: seconds added to each.
+        Fault injection leaves the checkout page and ``/sandbox/`` helpers alone.
+    :param webhook_attempts: deliveries tried per webhook until one gets a 2xx, waiting
+        ``webhook_backoff * 2**n`` seconds between them.
+    """
+
+    webhook_url: str | None = attrs.field(default=None, validator=_optional_url)
+    webhook_secret: str | None = attrs.field(default=None, repr=False)
+    api_key: str | None = attrs.field(default=None, repr=False)
+    rates: Mapping[str, Decimal] = attrs.field(factory=lambda: dict(DEFAULT_RATES))
+    fee: Decimal = Decimal("0.03")
+    confirmation_polls: int = attrs.field(default=2, validator=_count)
+    confirmation_delay: float = attrs.field(default=0.0, validator=_seconds)
+    error_rate: float = attrs.field(default=0.0, validator=_fraction)
+    rate_limit_rate: float = attrs.field(default=0.0, validator=_fraction)
+    retry_after: float = attrs.field(default=1.0, validator=_seconds)
+    latency: float = attrs.field(default=0.0, validator=_seconds)
+    webhook_attempts: int = attrs.field(default=5, validator=_count)
+    webhook_backoff: float = attrs.field(default=0.2, validator=_seconds)
+    seed: int | None = None
+
+
+@attrs.define
+class Payout:
+    """A payout's progress towards a blockchain hash."""
+
+    tx_id: str
+    status: str
+    settled_at: float
+    polls: int = 0
+    hash: str | None = None
+
+
+@attrs.define
+class SandboxState:
+    """Everything the sandbox remembers (in memory: gone when it stops)."""
+
+    sessions: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    payouts: dict[str, Payout] = attrs.field(factory=dict)
+    deliveries: list[dict[str, Any]] = attrs.field(factory=list)
+    requests: int = 0
+
+
+CONFIG = web.AppKey("instax_sandbox_config", SandboxConfig)
+STATE = web.AppKey("instax_sandbox_state", SandboxState)
+HTTP = web.AppKey("instax_sandbox_http", aiohttp.ClientSession)
+TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("instax_sandbox_tasks")
+RANDOM = web.AppKey("instax_sandbox_random", random.Random)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    return _json({"message": message, "field": field}, status=status)
+
+
+def _trim(amount: Decimal) -> Decimal:
+    """``48.500000`` → ``48.5``, without switching to exponent notation."""
+    return Decimal(format(amount.normalize(), "f"))
+
+
+def _quote(config: SandboxConfig, request: SessionRequest) -> tuple[Decimal, Decimal]:
+    rate = config.rates.get(request.from_currency or "")
+    if rate is None:
+        raise ValidationError(
+            f"from_currency: the sandbox has no rate for {request.from_currency!r}; "
+            f"known: {', '.join(sorted(config.rates))}",
+            field="from_currency",
+        )
+    net = rate * (1 - config.fee)
+    if request.amount_direction is AmountDirection.SENDING:
+        assert request.from_amount is not None
+        to_amount = (request.from_amount * net).quantize(Decimal("0.000001"), ROUND_DOWN)
+        return request.from_amount, _trim(to_amount)
+    assert request.to_amount is not None
+    from_amount = (request.to_amount / net).quantize(Decimal("0.01"), ROUND_UP)
+    return from_amount, request.to_amount
+
+
+# -- middleware ------------------------------------------------------------------------------
+
+_FAULT_FREE = ("/sandbox/", "/embed/", "/order/")
+
+
+@web.middleware
+async def _faults(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    request.app[STATE].requests += 1
+    if request.path.startswith(_FAULT_FREE):
+        return await handler(request)
+    if config.latency:
+        await asyncio.sleep(config.latency)
+    roll = request.app[RANDOM].random()
+    if roll < config.error_rate:
+        return _error(500, "sandbox: injected server error")
+    if roll < config.error_rate + config.rate_limit_rate:
+        return _json(
+            {"message": "sandbox: injected rate limit"},
+            status=429,
+            headers={"Retry-After": f"{config.retry_after:g}"},
+        )
+    return await handler(request)
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+
+async def _create_session(request: web.Request) -> web.Response:
+    try:
+        body = loads(await request.read())
+    except ValueError:
+        return _error(400, "the body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    unknown = sorted(set(body) - set(_WIRE_TO_FIELD))
+    if unknown:
+        return _error(400, f"unknown field {unknown[0]!r}", unknown[0])
+    try:
+        session_request = SessionRequest(
+            **{_WIRE_TO_FIELD[k]: v for k, v in body.items()}, allow_unlisted=True
+        )
+        from_amount, to_amount = _quote(request.app[CONFIG], session_request)
+    except ValidationError as exc:
+        return _error(400, str(exc), exc.field)
+    session_id = f"ps_{uuid.uuid4()}"
+    record: dict[str, Any] = {
+        "id": session_id,
+        "from_currency": session_request.from_currency,
+        "to_currency": str(session_request.to_currency),
+        "merchant_account_id": session_request.account_ref_id,
+        "from_amount": from_amount,
+        "to_amount": to_amount,
+        "method": str(session_request.method or "card"),
+        "payment_direction": str(session_request.amount_direction),
+        "quote_direction": str(session_request.amount_direction),
+        "status": "initiated",
+        "created_at": _now(),
+        "wallet": session_request.address,
+        "next_step": "payment",
+        "customer_details": {
+            "first_name": session_request.first_name,
+            "last_name": session_request.last_name,
+            "email": session_request.email,
+            "country": session_request.country,
+        },
+        "deposit_tx_status": None,
+        "payout_tx_status": None,
+        "return_url": session_request.return_url,
+        "webhook_ref": session_request.webhook_ref,
+    }
+    request.app[STATE].sessions[session_id] = record
+    return _json(record, status=201)
+
+
+def _session_or_none(request: web.Request) -> dict[str, Any] | None:
+    return request.app[STATE].sessions.get(request.match_info["session_id"])
+
+
+async def _checkout(request: web.Request) -> web.Response:
+    session = _session_or_none(request)
+    if session is None:
+        return web.Response(
+            text=not_found_page(request.match_info["session_id"]),
+            status=404,
+            content_type="text/html",
+        )
+    return web.Response(text=checkout_page(session), content_type="text/html")
+
+
+async def _session_status(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    given = request.headers.get("x-api-key", "")
+    if not given or (config.api_key is not None and given != config.api_key):
+        return _error(401, "missing or wrong x-api-key")
+    session = _session_or_none(request)
+    if session is None:
+        return _error(404, "unknown session")
+    return _json(_status_body(session))
+
+
+def _status_body(session: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sessionId": session["id"],
+        "webhookRef": session["webhook_ref"],
+        "address": session["wallet"],
+        "sessionStatus": session["status"],
+        "depositId": session.get("deposit_id"),
+        "depositStatus": session["deposit_tx_status"],
+        "depositStatusReason": session.get("status_reason"),
+        "withdrawalID": session.get("withdraw_id"),
+        "withdrawStatus": session["payout_tx_status"],
+        "withdrawStatusReason": session.get("status_reason"),
+        "fromAmount": session["from_amount"],
+        "toAmount": session["to_amount"],
+        "fromCurrency": session["from_currency"],
+        "toCurrency": session["to_currency"],
+        "createdAt": session["created_at"],
+        "updatedAt": session.get("updated_at", session["created_at"]),
+    }
+
+
+async def _blockchain_status(request: web.Request) -> web.Response:
+    tx_id = request.query.get("txId", "")
+    if not tx_id:
+        return _error(400, "txId is required", "txId")
+    payout = request.app[STATE].payouts.get(tx_id)
+    if payout is None:
+        return _error(404, "unknown transaction")
+    if payout.status == "failed":
+        return _json({"txId": tx_id, "status": "failed"})
+    payout.polls += 1
+    config = request.app[CONFIG]
+    confirmed = (
+        payout.polls > config.confirmation_polls
+        and time.monotonic() - payout.settled_at >= config.confirmation_delay
+    )
+    if not confirmed:
+        return _json({"txId": tx_id, "status": "pending"})
+    if payout.hash is None:
+        payout.hash = "0x" + hashlib.sha256(tx_id.encode()).hexdigest()
+        payout.status = "confirmed"
+    return _json({"txId": tx_id, "status": "confirmed", "hash": payout.hash})
+
+
+# -- test helpers ----------------------------------------------------------------------------
+
+
+async def _settle(request: web.Request, outcome: str) -> web.Response:
+    session = _session_or_none(request)
+    if session is None:
+        return _error(404, "unknown session")
+    if session["status"] != "initiated":
+        return _error(409, f"the session is already {session['status']}")
+    reason: str | None = None
+    if request.can_read_body:
+        try:
+            body = loads(await request.read())
+        except ValueError:
+            return _error(400, "the body is not valid JSON")
+        if isinstance(body, dict) and isinstance(body.get("reason"), str):
+            reason = body["reason"]
+    state = request.app[STATE]
+    deposit_id = f"dp_{uuid.uuid4()}"
+    withdraw_id = f"wd_{uuid.uuid4()}"
+    session.update(deposit_id=deposit_id, withdraw_id=withdraw_id, updated_at=_now())
+    payloads = [_event(session, "pending")]
+    if outcome == "completed":
+        session.update(status="completed", deposit_tx_status="completed")
+        session.update(payout_tx_status="completed", status_reason=None)
+        state.payouts[withdraw_id] = Payout(withdraw_id, "pending", time.monotonic())
+    else:
+        reason = reason or "Do Not Honor"
+        session.update(status="failed", deposit_tx_status="failed")
+        session.update(payout_tx_status="failed", status_reason=reason)
+        state.payouts[withdraw_id] = Payout(withdraw_id, "failed", time.monotonic())
+    payloads.append(_event(session, outcome))
+    _deliver_in_background(request.app, payloads)
+    return _json(
+        {
+            "id": session["id"],
+            "status": session["status"],
+            "status_reason": session.get("status_reason"),
+            "deposit_tx_id": deposit_id,
+            "withdraw_tx_id": withdraw_id,
+        }
+    )
+
+
+def _event(session: dict[str, Any], status: str) -> dict[str, Any]:
+    return webhook_payload(
+        status=status,
+        reference=session["webhook_ref"],
+        session_id=session["id"],
+        amount_in_fiat=session["from_amount"],
+        fiat_currency=session["from_currency"],
+        amount_in_crypto=session["to_amount"],
+        crypto_currency=session["to_currency"],
+        wallet_address=session["wallet"] or "sandbox-wallet",
+        deposit_tx_id=session["deposit_id"],
+        withdraw_tx_id=session["withdraw_id"],
+        status_reason=session.get("status_reason") if status == "failed" else None,
+    )
+
+
+async def _complete(request: web.Request) -> web.Response:
+    return await _settle(request, "completed")
+
+
+async def _fail(request: web.Request) -> web.Response:
+    return await _settle(request, "failed")
+
+
+async def _deliveries(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].deliveries)
+
+
+def _deliver_in_background(app: web.Application, payloads: list[dict[str, Any]]) -> None:
+    config = app[CONFIG]
+    if config.webhook_url is None:
+        return
+    task = asyncio.get_running_loop().create_task(_deliver_all(app, payloads))
+    app[TASKS].add(task)
+    task.add_done_callback(app[TASKS].discard)
+
+
+async def _deliver_all(app: web.Application, payloads: list[dict[str, Any]]) -> None:
+    for payload in payloads:  # in order: pending before the final status
+        await _deliver(app, payload)
+
+
+async def _deliver(app: web.Application, payload: dict[str, Any]) -> None:
+    config = app[CONFIG]
+    assert config.webhook_url is not None
+    body = dumps(payload)
+    headers = {"Content-Type": "application/json", "User-Agent": "instax-sandbox"}
+    if config.webhook_secret:
+        headers[SIGNATURE_HEADER] = sign(body, config.webhook_secret)
+    record: dict[str, Any] = {
+        "webhook_id": payload["webhookId"],
+        "session_id": payload["data"]["sessionId"],
+        "status": payload["data"]["status"],
+        "attempts": [],
+        "delivered": False,
+    }
+    app[STATE].deliveries.append(record)
+    for attempt in range(config.webhook_attempts):
+        if attempt:
+            await asyncio.sleep(config.webhook_backoff * 2 ** (attempt - 1))
+        try:
+            async with app[HTTP].post(config.webhook_url, data=body, headers=headers) as answer:
+                await answer.read()
+                record["attempts"].append(answer.status)
+                if 200 <= answer.status < 300:
+                    record["delivered"] = True
+                    return
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            record["attempts"].append(f"{type(exc).__name__}")
+        logger.info(
+            "webhook %s to %s: attempt %d failed (%s)",
+            payload["webhookId"],
+            config.webhook_url,
+            attempt + 1,
+            record["attempts"][-1],
+        )
+    logger.warning(
+        "webhook %s was not delivered after %d attempts",
+        payload["webhookId"],
+        config.webhook_attempts,
+    )
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    tasks: set[asyncio.Task[None]] = set()
+    app[TASKS] = tasks
+    yield
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await app[HTTP].close()
+
+
+def create_app(config: SandboxConfig | None = None) -> web.Application:
+    """Build the sandbox application. Run it with ``aiohttp.web`` or :class:`Sandbox`."""
+    config = config or SandboxConfig()
+    app = web.Application(middlewares=[_faults])
+    app[CONFIG] = config
+    app[STATE] = SandboxState()
+    app[RANDOM] = random.Random(config.seed)
+    app.cleanup_ctx.append(_http_client)
+    app.router.add_post("/api/session", _create_session)
+    app.router.add_get("/api/session/{session_id}/status", _session_status)
+    app.router.add_get("/utils/blockchain-status", _blockchain_status)
+    app.router.add_get("/embed/{session_id}", _checkout)
+    app.router.add_get("/order/{session_id}", _checkout)
+    app.router.add_post("/sandbox/sessions/{session_id}/complete", _complete)
+    app.router.add_post("/sandbox/sessions/{session_id}/fail", _fail)
+    app.router.add_get("/sandbox/webhooks", _deliveries)
+    return app
