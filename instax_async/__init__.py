@@ -21,8 +21,18 @@ from .errors import (
     ValidationError,
     WebhookVerificationError,
 )
-from .models import InvoiceData, PaymentSession, TransactionStatus, WebhookData, WebhookEvent
+from .models import (
+    BlockchainStatus,
+    InvoiceData,
+    PaymentSession,
+    SessionStatus,
+    SessionStatusValue,
+    TransactionStatus,
+    WebhookData,
+    WebhookEvent,
+)
 from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
+from .polling import BlockchainPoller
 from .retry import RetryPolicy
 from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
 
@@ -35,6 +45,8 @@ __all__ = [
     "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
+    "BlockchainPoller",
+    "BlockchainStatus",
     "ClaimResult",
     "DedupeStore",
     "InMemoryDedupeStore",
@@ -51,6 +63,8 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SessionRequest",
+    "SessionStatus",
+    "SessionStatusValue",
     "ToCurrency",
     "TransactionStatus",
     "Transport",

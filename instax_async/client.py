@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -10,10 +11,10 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from importlib import metadata
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
 from ._version import __version__
@@ -26,20 +27,23 @@ from .errors import (
     ValidationError,
     status_error_class,
 )
-from .models import PaymentSession
+from .models import BlockchainStatus, PaymentSession, SessionStatus
 from .payloads import SessionRequest
+from .polling import Clock, PollOptions, check_id, poll
 from .retry import (
     RETRYABLE_GET_STATUSES,
     RETRYABLE_POST_STATUSES,
     RetryPolicy,
     parse_retry_after,
 )
-from .serialization import dumps, loads
+from .serialization import converter, dumps, loads
 from .transports.base import Request, Response, Transport
 
 __all__ = ["AsyncSession", "DEFAULT_BASE_URL"]
 
 logger = logging.getLogger("instax_async")
+
+T = TypeVar("T")
 
 #: The production API.
 DEFAULT_BASE_URL = "https://instaxchange.com"
@@ -192,6 +196,8 @@ class AsyncSession:
         self._transport: Transport = transport
         self._closed = False
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # None: the running loop's clock. Tests inject a fake one together with ``_sleep``.
+        self._clock: Clock | None = None
         common = {"User-Agent": user_agent(), "Accept": "application/json"}
         if self._api_key is not None:
             common["x-api-key"] = self._api_key
@@ -290,6 +296,210 @@ class AsyncSession:
             )
         return f"{self._base_url}/embed/{quote(session_id, safe='')}"
 
+    # -- blockchain status and session status ------------------------------------------------
+
+    def _blockchain_url(self, tx_id: str) -> str:
+        return f"{self._base_url}/utils/blockchain-status?txId={quote(tx_id, safe='')}"
+
+    async def blockchain_status(self, tx_id: str) -> BlockchainStatus:
+        """The payout's on-chain status: ``GET /utils/blockchain-status?txId={tx_id}``.
+
+        ``tx_id`` is the payout's transaction id, from a webhook's
+        ``invoiceData.Withdraw_tx_ID`` (:attr:`WebhookEvent.withdraw_tx_id`). Retried like
+        every GET. ``hash`` is ``None`` until the payout is on chain. 404 raises
+        :class:`~instax_async.NotFoundError`.
+
+        >>> status = await client.blockchain_status("wd_8f3e…")  # doctest: +SKIP
+        >>> status.hash, status.status  # doctest: +SKIP
+        ('0x5c50…', 'completed')
+        """
+        tx_id = check_id(tx_id, "tx_id")
+        response = await self._send("GET", self._blockchain_url(tx_id), idempotent=True)
+        return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
+
+    async def _fetch_blockchain_status(self, tx_id: str, timeout: float) -> BlockchainStatus:
+        response = await self._get_once(self._blockchain_url(tx_id), timeout)
+        return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
+
+    def poll_blockchain_status(
+        self,
+        tx_id: str,
+        *,
+        interval: float = 2.0,
+        max_interval: float = 30.0,
+        backoff: float = 1.5,
+        timeout: float = 600.0,
+        until: Callable[[BlockchainStatus], bool] | None = None,
+    ) -> AsyncGenerator[BlockchainStatus, None]:
+        """Poll a payout's blockchain status; yield each status that differs from the last.
+
+        It stops after yielding a status for which ``until(status)`` is true (by default: it
+        has a ``hash``) or that says the payout failed (:attr:`BlockchainStatus.is_failed`).
+        The first request goes out at once; then waits grow from ``interval`` by ``backoff``
+        up to ``max_interval``, with jitter. Connection errors, timeouts, 408, 429 (with its
+        ``Retry-After``) and 5xx are retried; other errors raise. ``timeout`` is one deadline
+        for the whole poll: past it, :class:`~instax_async.PollTimeoutError` with
+        ``last_status``. Every option is checked at the call, before any request.
+
+        ::
+
+            async for status in client.poll_blockchain_status(event.withdraw_tx_id):
+                print(status.status, status.hash)
+        """
+        tx_id = check_id(tx_id, "tx_id")
+        options = PollOptions(
+            interval=interval, max_interval=max_interval, backoff=backoff, timeout=timeout
+        )
+        _check_until(until)
+        goal = until or _has_hash
+
+        def stop(status: BlockchainStatus) -> bool:
+            return goal(status) or status.is_failed
+
+        subject = (
+            f"blockchain hash for tx {tx_id!r}"
+            if until is None
+            else f"awaited blockchain status for tx {tx_id!r}"
+        )
+        return poll(
+            functools.partial(self._fetch_blockchain_status, tx_id),
+            stop=stop,
+            options=options,
+            subject=subject,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    async def wait_for_blockchain_hash(
+        self,
+        tx_id: str,
+        *,
+        interval: float = 2.0,
+        max_interval: float = 30.0,
+        backoff: float = 1.5,
+        timeout: float = 600.0,
+        until: Callable[[BlockchainStatus], bool] | None = None,
+    ) -> BlockchainStatus:
+        """Poll until the payout has a hash (or ``until``), and return that final status.
+
+        A payout that failed ends the wait too, with the failed status: check ``.hash``
+        (or :attr:`BlockchainStatus.is_failed`) before using it. The options and errors are
+        those of :meth:`poll_blockchain_status`.
+
+        >>> status = await client.wait_for_blockchain_hash(tx_id, timeout=300)  # doctest: +SKIP
+        >>> if status.hash is None: ...  # the payout failed: status.status says how
+        """
+        return await _last(
+            self.poll_blockchain_status(
+                tx_id,
+                interval=interval,
+                max_interval=max_interval,
+                backoff=backoff,
+                timeout=timeout,
+                until=until,
+            )
+        )
+
+    def _session_status_url(self, session_id: str) -> str:
+        if self._api_key is None:
+            raise ValidationError(
+                "api_key: the session-status endpoint needs an api key; pass "
+                "AsyncSession(api_key=...) or set INSTAX_API_KEY",
+                field="api_key",
+            )
+        return f"{self._base_url}/api/session/{quote(session_id, safe='')}/status"
+
+    def _session_status_from(self, response: Response) -> SessionStatus:
+        data = self._json_object(response)
+        try:
+            return converter.structure(data, SessionStatus)
+        except Exception as exc:  # cattrs wraps what it finds in its own exception groups
+            raise APIStatusError(
+                f"InstaXchange answered with a session status that does not parse: "
+                f"{_structure_errors(exc)}",
+                status=response.status,
+                body=response.content,
+                headers=response.headers,
+            ) from exc
+
+    async def session_status(self, session_id: str) -> SessionStatus:
+        """A payment session's state: ``GET /api/session/{session_id}/status``.
+
+        Needs an api key (sent as ``x-api-key``); without one it raises
+        :class:`~instax_async.ValidationError` before any request. Retried like every GET.
+
+        >>> status = await client.session_status("ps_…")  # doctest: +SKIP
+        >>> status.session_status, status.to_amount  # doctest: +SKIP
+        (<SessionStatusValue.COMPLETED: 'completed'>, Decimal('49.12'))
+        """
+        url = self._session_status_url(check_id(session_id, "session_id"))
+        response = await self._send("GET", url, idempotent=True)
+        return self._session_status_from(response)
+
+    async def _fetch_session_status(self, url: str, timeout: float) -> SessionStatus:
+        return self._session_status_from(await self._get_once(url, timeout))
+
+    def poll_session_status(
+        self,
+        session_id: str,
+        *,
+        interval: float = 2.0,
+        max_interval: float = 30.0,
+        backoff: float = 1.5,
+        timeout: float = 600.0,
+        until: Callable[[SessionStatus], bool] | None = None,
+    ) -> AsyncGenerator[SessionStatus, None]:
+        """Poll a session's status; yield each one that differs from the last.
+
+        It stops after a terminal status (``completed`` or ``failed``; an unknown status is
+        not terminal) or one for which ``until(status)`` is true. Same engine and options as
+        :meth:`poll_blockchain_status`.
+        """
+        url = self._session_status_url(check_id(session_id, "session_id"))
+        options = PollOptions(
+            interval=interval, max_interval=max_interval, backoff=backoff, timeout=timeout
+        )
+        _check_until(until)
+
+        def stop(status: SessionStatus) -> bool:
+            return status.is_terminal or (until is not None and until(status))
+
+        return poll(
+            functools.partial(self._fetch_session_status, url),
+            stop=stop,
+            options=options,
+            subject=f"terminal status for session {session_id!r}",
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    async def wait_for_session(
+        self,
+        session_id: str,
+        *,
+        interval: float = 2.0,
+        max_interval: float = 30.0,
+        backoff: float = 1.5,
+        timeout: float = 600.0,
+        until: Callable[[SessionStatus], bool] | None = None,
+    ) -> SessionStatus:
+        """Poll until the session is ``completed`` or ``failed`` (or ``until``); return it.
+
+        >>> status = await client.wait_for_session(session.id, timeout=900)  # doctest: +SKIP
+        >>> status.is_completed  # doctest: +SKIP
+        True
+        """
+        return await _last(
+            self.poll_session_status(
+                session_id,
+                interval=interval,
+                max_interval=max_interval,
+                backoff=backoff,
+                timeout=timeout,
+                until=until,
+            )
+        )
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _json_object(self, response: Response) -> dict[str, Any]:
@@ -348,6 +558,28 @@ class AsyncSession:
                 f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
+    async def _send_limited(self, request: Request) -> Response:
+        if self._semaphore is None:
+            return await self._send_once(request)
+        async with self._semaphore:
+            return await self._send_once(request)
+
+    async def _get_once(self, url: str, timeout: float) -> Response:
+        """One GET attempt, no retries: a 2xx response, or the mapped error.
+
+        For the poll engine, which decides every wait itself: the attempt may take at most
+        ``timeout`` seconds (the time left before the poll's deadline), or the client's
+        timeout if that is shorter.
+        """
+        self._ensure_open()
+        request = Request("GET", url, self._get_headers, b"", min(self._timeout, timeout))
+        response = await self._send_limited(request)
+        status = response.status
+        if 200 <= status < 300:
+            return response
+        retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
+        raise self._status_error(response, retry_after)
+
     async def _send(
         self,
         method: str,
@@ -367,11 +599,7 @@ class AsyncSession:
             self._ensure_open()
             request = Request(method, url, headers, content, self._timeout)
             try:
-                if self._semaphore is None:
-                    response = await self._send_once(request)
-                else:
-                    async with self._semaphore:
-                        response = await self._send_once(request)
+                response = await self._send_limited(request)
             except APIConnectionError as exc:
                 if not (idempotent or exc.connect_failed) or retries >= policy.max_retries:
                     raise
@@ -401,6 +629,38 @@ class AsyncSession:
                 reason,
             )
             await self._sleep(delay)
+
+
+def _has_hash(status: BlockchainStatus) -> bool:
+    return status.hash is not None
+
+
+def _check_until(until: object) -> None:
+    if until is not None and not callable(until):
+        raise ValidationError(
+            f"until: expected a callable taking a status and returning a bool, or None, "
+            f"got {type(until).__name__}",
+            field="until",
+        )
+
+
+async def _last(updates: AsyncGenerator[T, None]) -> T:
+    final: T | None = None
+    # aclosing: a poll that raises or is cancelled is closed here, not left to the GC
+    async with contextlib.aclosing(updates) as statuses:
+        async for final in statuses:  # noqa: B007 - only the last one is wanted
+            pass
+    assert final is not None  # a poll only ends normally after yielding its final status
+    return final
+
+
+def _structure_errors(error: Exception) -> str:
+    import cattrs
+
+    try:
+        return "; ".join(cattrs.transform_error(error))
+    except Exception:  # pragma: no cover - transform_error handles every cattrs error
+        return f"{type(error).__name__}: {error}"
 
 
 def _env(name: str) -> str | None:

@@ -43,22 +43,28 @@ _encode: Final = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False
 ).encode
 
-# Any surrogate code point left in the output: a (code-point separated) pair that
-# UTF-16 would join, or a lone surrogate that JSON.stringify escapes.
-_SURROGATES: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
-
-# Numbers that need a notation Python cannot produce are temporarily replaced by this
-# marker string and substituted after encoding.  The random part makes an accidental
-# (or malicious) occurrence of the marker in payload text practically impossible; an
-# occurrence is still detected and handled by retrying with a fresh marker.
+# A high and a low surrogate stored as two code points: one character in UTF-16.
+_SURROGATE_PAIR: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 def _new_marker() -> str:
-    """Return a fresh, unpredictable placeholder for numbers (see :func:`stringify`)."""
+    """Return a fresh, unpredictable placeholder prefix for numbers."""
     return f"jsjson-number-{secrets.token_hex(16)}"
 
 
+# Numbers that need a notation Python cannot produce are temporarily replaced by strings
+# made of this marker and an index, and substituted after encoding.  The random part
+# makes an accidental (or malicious) occurrence of the marker in payload text practically
+# impossible; an occurrence is still detected and handled by retrying with a new marker.
 _MARKER: Final = _new_marker()
+
+# Exponents (as ``repr`` writes them) whose notation JavaScript writes differently:
+# plain "0.0000ddd" with this prefix, for 1e-6 <= |x| < 1e-4 ...
+_PLAIN_SMALL: Final = {"-05": "0.0000", "-06": "0.00000"}
+# ... an exponent without zero padding, for 1e-9 <= |x| < 1e-6 ...
+_SHORT_EXPONENT: Final = {"-07": "e-7", "-08": "e-8", "-09": "e-9"}
+# ... and an integer with this many digits, for 1e16 <= |x| < 1e21.
+_PLAIN_LARGE: Final = {f"+{exponent}": exponent + 1 for exponent in range(16, 21)}
 
 
 class _Pending:
@@ -96,7 +102,8 @@ def loads(body: str | bytes | bytearray | memoryview) -> Any:
     decoded string.  Objects become :class:`dict` (keys in the order they appear; for a
     duplicated key the first position is kept with the last value, as in JavaScript),
     arrays become :class:`list`, strings :class:`str` (escaped lone surrogates are kept),
-    and ``true``/``false``/``null`` become ``True``/``False``/``None``.
+    and ``true``/``false``/``null`` become ``True``/``False``/``None``.  In a ``str``
+    body, a raw high/low surrogate pair counts as one character, as in JavaScript.
 
     Numbers follow JavaScript's double semantics: numbers with a fraction or exponent are
     :class:`float` (``1e400`` becomes ``inf``), integers within ±2**53 are :class:`int`,
@@ -141,25 +148,27 @@ def _prep_float(value: float, pending: _Pending) -> Any:
     below 1e-4 and from 1e16 on (JavaScript: below 1e-6 and from 1e21 on), pads the
     exponent to two digits and appends ``.0`` to integral values.
     """
+    if -1e16 < value < 1e16 and not value % 1.0:
+        return int(value)  # integral and exact: plain digits (and 0 for -0.0)
     text = repr(value)
-    mantissa, _, exponent_text = text.partition("e")
-    if not exponent_text:
-        if text.endswith(".0"):
-            return int(value)  # integral and below 1e16, hence exact; -0.0 becomes 0
+    if "e" not in text:
         if "n" in text:  # nan, inf, -inf
             return None
         return value
-    exponent = int(exponent_text)
-    if exponent >= 21 or exponent <= -10:
+    mantissa, _, exponent_text = text.partition("e")
+    if exponent_text in _PLAIN_SMALL:  # JavaScript: 0.00000ddd
+        digits = mantissa.replace(".", "")
+        if value < 0:
+            number = "-" + _PLAIN_SMALL[exponent_text] + digits[1:]
+        else:
+            number = _PLAIN_SMALL[exponent_text] + digits
+    elif exponent_text in _SHORT_EXPONENT:  # JavaScript: unpadded exponent, e.g. 1e-7
+        number = mantissa + _SHORT_EXPONENT[exponent_text]
+    elif exponent_text in _PLAIN_LARGE:  # JavaScript: the digits and zeros, an integer
+        digits = mantissa.replace(".", "")
+        return int(digits + "0" * (_PLAIN_LARGE[exponent_text] - len(digits.lstrip("-"))))
+    else:
         return value  # the same exponent notation in both languages
-    sign = "-" if value < 0 else ""
-    digits = mantissa.lstrip("-").replace(".", "")
-    if exponent >= 16:  # JavaScript: the digits followed by zeros, i.e. an integer
-        return int(sign + digits + "0" * (exponent + 1 - len(digits)))
-    if exponent >= -6:  # JavaScript: 0.00000ddd
-        number = f"{sign}0.{'0' * (-exponent - 1)}{digits}"
-    else:  # JavaScript: unpadded exponent, e.g. 1e-7
-        number = f"{mantissa}e{exponent}"
     numbers = pending.numbers
     numbers.append(number)
     return f"{pending.marker}#{len(numbers) - 1}"
@@ -187,7 +196,7 @@ def _is_array_index(key: str) -> bool:
 
 def _js_order(obj: dict[str, Any]) -> dict[str, Any]:
     """Reorder keys like a JavaScript object: array indices ascending, then the rest."""
-    indices = [key for key in obj if _is_array_index(key)]
+    indices = [key for key in obj if key.isdigit() and _is_array_index(key)]
     if not indices:
         return obj
     indices.sort(key=int)
@@ -214,7 +223,14 @@ def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
             continue  # non-integral in Python's plain-notation range: repr is JavaScript's
         if kind is int and -_MAX_SAFE <= value <= _MAX_SAFE:
             continue
-        new = _prep(value, pending)
+        # Containers directly: one stack frame per nesting level, like the parser.
+        new: Any
+        if kind is dict:
+            new = _prep_dict(value, pending)
+        elif kind is list:
+            new = _prep_list(value, pending)
+        else:
+            new = _prep(value, pending)
         if new is not value:
             if result is obj:
                 result = obj.copy()
@@ -233,7 +249,14 @@ def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
             continue  # non-integral in Python's plain-notation range: repr is JavaScript's
         if kind is int and -_MAX_SAFE <= value <= _MAX_SAFE:
             continue
-        new = _prep(value, pending)
+        # Containers directly: one stack frame per nesting level, like the parser.
+        new: Any
+        if kind is dict:
+            new = _prep_dict(value, pending)
+        elif kind is list:
+            new = _prep_list(value, pending)
+        else:
+            new = _prep(value, pending)
         if new is not value:
             if result is items:
                 result = items.copy()
@@ -270,12 +293,9 @@ def _prep(value: Any, pending: _Pending) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _fix_surrogates(match: re.Match[str]) -> str:
-    """Join a surrogate pair into one character, or escape a lone surrogate."""
-    text = match.group()
-    if len(text) == 2:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
-    return f"\\u{ord(text):04x}"
+def _join_surrogate_pair(match: re.Match[str]) -> str:
+    """Join a high and a low surrogate code point into one character, as UTF-16 does."""
+    return match.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le")
 
 
 def _encode_with_surrogates(value: Any) -> str:
@@ -305,8 +325,12 @@ def _fix_and_encode(text: str) -> tuple[str, bytes]:
     try:
         return text, text.encode("utf-8")  # fast check: fails only if surrogates remain
     except UnicodeEncodeError:
-        text = _SURROGATES.sub(_fix_surrogates, text)
-        return text, text.encode("utf-8")
+        pass
+    if _SURROGATE_PAIR.search(text) is not None:
+        text = _SURROGATE_PAIR.sub(_join_surrogate_pair, text)
+    # Lone surrogates only occur inside JSON strings, where "\udxxx" is their escape.
+    data = text.encode("utf-8", "backslashreplace")
+    return data.decode("utf-8"), data
 
 
 def stringify(value: Any) -> str:

@@ -17,8 +17,11 @@ async def test_demo_creates_both_sessions_and_prints_links(
     text = "\n".join(lines)
     assert "sending   ps_" in text
     assert "receiving ps_" in text
-    assert text.count("/embed/ps_") == 2
-    assert lines[-1] == "demo ok"
+    assert text.count("checkout: http://127.0.0.1:") == 2
+    assert "completed" in text and "failed (Do Not Honor)" in text
+    assert text.count("verified") == 2
+    assert "0x" in text
+    assert lines[-1] == "demo ok: every step checked out"
     assert "demo ok" in capsys.readouterr().out
 
 
@@ -196,3 +199,137 @@ def test_webhook_send_connection_failure_exits_1(
 def test_signing_matches_what_the_receiver_checks() -> None:
     body = b'{"b": 1, "a": "x"}'
     assert sign(body, "k") == sign(b'{"a":"x","b":1}', "k")
+
+
+# -- session, status and sandbox subcommands ---------------------------------------------------
+
+from instax_async.sandbox import Sandbox, SandboxConfig  # noqa: E402
+
+
+async def cli_async(argv: list[str]) -> int:
+    return await asyncio.to_thread(main, argv)
+
+
+async def test_session_create_status_and_payout_status(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with Sandbox(SandboxConfig(api_key="sk_cli", confirmation_polls=1)) as sandbox:
+        base = ["--base-url", sandbox.url]
+        code = await cli_async(
+            [
+                "session",
+                "create",
+                "--amount",
+                "20",
+                "--from",
+                "usd",
+                "--to",
+                "USDT",
+                "--webhook-ref",
+                "cli-1",
+                *base,
+            ]
+        )
+        out = capsys.readouterr().out.splitlines()
+        assert code == 0 and out[0].startswith("ps_") and out[1].endswith(f"/embed/{out[0]}")
+        session_id = out[0]
+        code = await cli_async(
+            [
+                "--json",
+                "session",
+                "create",
+                "--direction",
+                "receiving",
+                "--amount",
+                "10",
+                "--from",
+                "EUR",
+                "--to",
+                "LTC",
+                "--allow-unlisted",
+                *base,
+            ]
+        )
+        created = json.loads(capsys.readouterr().out)
+        assert code == 0 and created["response"]["to_currency"] == "LTC"
+
+        code = await cli_async(["session", "status", session_id, "--api-key", "sk_cli", *base])
+        assert code == 0
+        assert f"{session_id}: initiated" in capsys.readouterr().out
+        code = await cli_async(["session", "status", session_id, "--api-key", "bad", *base])
+        assert code == 1 and "AuthenticationError" in capsys.readouterr().err
+
+        settled = await sandbox.complete(session_id)
+        tx = settled["withdraw_tx_id"]
+        code = await cli_async(["status", tx, *base])
+        assert code == 0 and "pending" in capsys.readouterr().out
+        code = await cli_async(["status", tx, "--wait", "--interval", "0.01", "--json", *base])
+        result = json.loads(capsys.readouterr().out)
+        assert code == 0 and result["status"] == "confirmed" and result["hash"].startswith("0x")
+        code = await cli_async(["status", "wd_unknown", *base])
+        assert code == 1 and "NotFoundError" in capsys.readouterr().err
+
+
+async def test_session_bad_input_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INSTAX_API_KEY", raising=False)
+    code = await cli_async(
+        [
+            "session",
+            "create",
+            "--amount",
+            "ten",
+            "--from",
+            "USD",
+            "--to",
+            "USDT",
+            "--base-url",
+            "http://127.0.0.1:9",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "from_amount" in err and err.count("\n") == 1
+    code = await cli_async(["session", "status", "ps_1", "--base-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "api key" in err.lower()
+    code = await cli_async(["status", "tx", "--base-url", "not a url"])
+    assert code == 2 and "base_url" in capsys.readouterr().err
+
+
+def test_sandbox_command_serves_and_logs_each_request(tmp_path: Path) -> None:
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "instax_async",
+            "sandbox",
+            "--port",
+            "0",
+            "--secret",
+            "s",
+            "--webhook-url",
+            "http://127.0.0.1:9/hook",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("sandbox listening on http://127.0.0.1:")
+        assert "signed" in proc.stdout.readline()
+        url = first.split()[-1]
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{url}/embed/ps_missing", timeout=10)
+        assert info.value.code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert '"GET /embed/ps_missing HTTP/1.1" 404' in err
+    assert "Traceback" not in err

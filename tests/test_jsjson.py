@@ -362,6 +362,12 @@ def test_loads_accepts_bytes_like_and_json_whitespace() -> None:
     assert loads('"\x7f\u2028"') == "\x7f\u2028"
 
 
+def test_loads_str_with_raw_surrogates_behaves_like_a_utf16_string() -> None:
+    parsed = loads('{"\ud83d\ude00":"\ud800","k":"é\udc00\ud83d\ude00"}')
+    assert parsed == {"\U0001f600": "\ud800", "k": "é\udc00\U0001f600"}
+    assert stringify(parsed) == '{"😀":"\\ud800","k":"é\\udc00😀"}'
+
+
 def test_loads_rejects_non_text_input() -> None:
     with pytest.raises(TypeError):
         loads(123)  # type: ignore[arg-type]
@@ -373,8 +379,9 @@ def test_loads_rejects_excessive_nesting_with_value_error() -> None:
         loads("[" * depth + "]" * depth)
 
 
-def test_moderate_nesting_round_trips() -> None:
-    text = '{"a":' + "[" * 200 + "1" + "]" * 200 + "}"
+@pytest.mark.parametrize("depth", [100, 400])  # two levels per step: 800 in total
+def test_deep_nesting_that_parses_also_serializes(depth: int) -> None:
+    text = '{"a":' + '[{"b":' * depth + "1e-7" + "}]" * depth + "}"
     assert signing_string(loads(text)) == text
 
 

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from instax_async import (
     APIStatusError,
@@ -91,17 +90,28 @@ async def test_sandbox_rejects_bad_session_bodies(
 async def test_demo_reports_a_failing_step(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def broken_sandbox(host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
-        app = web.Application()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        return runner, f"http://{host}:{runner.addresses[0][1]}"
+    from instax_async.sandbox import Sandbox
 
-    monkeypatch.setattr(cli_module, "_start_sandbox", broken_sandbox)
+    async def refuse(self: Sandbox, session_id: str, *args: object) -> dict[str, object]:
+        raise InstaxError("card network unavailable")
+
+    monkeypatch.setattr(Sandbox, "fail", refuse)
     assert await cli_module.run_demo() == 1
-    assert "demo failed: NotFoundError" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "demo failed at step 'pay the sending session and decline the receiving one'" in out
+    assert "card network unavailable" in out
+
+
+async def test_demo_reports_a_missing_webhook(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli_module, "DEMO_SECRET", "not-the-receivers-secret")
+    from instax_async.sandbox import app as sandbox_app
+
+    original = sandbox_app.sign
+    monkeypatch.setattr(sandbox_app, "sign", lambda body, secret: original(body, "wrong"))
+    assert await cli_module.run_demo(step_timeout=0.5) == 1
+    assert "demo failed at step 'receive and verify both webhooks'" in capsys.readouterr().out
 
 
 def test_python_dash_m(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,280 @@
+"""Blockchain/session status polling against real aiohttp servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from instax_async import (
+    AiohttpTransport,
+    AsyncSession,
+    BlockchainPoller,
+    BlockchainStatus,
+    NotFoundError,
+    PollTimeoutError,
+    SessionStatusValue,
+    Transport,
+)
+from instax_async.transports.httpx import HttpxTransport
+from tests.conftest import StartServer
+
+Script = Callable[[str, int], web.Response]
+
+PENDING = {"status": "pending"}
+
+
+def done(tx_id: str) -> dict[str, Any]:
+    return {"status": "completed", "data": {"txHash": f"0x{tx_id}"}}
+
+
+class Provider:
+    """A stand-in for the blockchain-status endpoint that records what reaches it."""
+
+    def __init__(self, script: Script, delay: float = 0.0) -> None:
+        self.script = script
+        self.delay = delay
+        self.counts: Counter[str] = Counter()
+        self.times: list[float] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.api_keys: list[str | None] = []
+        self._changed = asyncio.Condition()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checked after every request arrives."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    async def blockchain_status(self, request: web.Request) -> web.Response:
+        tx_id = request.query["txId"]
+        self.times.append(asyncio.get_running_loop().time())
+        self.counts[tx_id] += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        async with self._changed:
+            self._changed.notify_all()
+        try:
+            await asyncio.sleep(self.delay)
+            return self.script(tx_id, self.counts[tx_id])
+        finally:
+            self.in_flight -= 1
+
+    async def session_status(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        self.api_keys.append(request.headers.get("x-api-key"))
+        self.counts[session_id] += 1
+        return self.script(session_id, self.counts[session_id])
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/utils/blockchain-status", self.blockchain_status)
+        app.router.add_get("/api/session/{session_id}/status", self.session_status)
+        return app
+
+
+def pending_then_hash(pending: int) -> Script:
+    def script(tx_id: str, n: int) -> web.Response:
+        return web.json_response(PENDING if n <= pending else done(tx_id))
+
+    return script
+
+
+@pytest.fixture
+async def serve(start_server: StartServer) -> AsyncIterator[Callable[..., Any]]:
+    clients: list[AsyncSession] = []
+
+    async def serve(
+        script: Script, *, delay: float = 0.0, **client_options: Any
+    ) -> tuple[Provider, AsyncSession]:
+        provider = Provider(script, delay)
+        client = AsyncSession(base_url=await start_server(provider.app()), **client_options)
+        clients.append(client)
+        return provider, client
+
+    yield serve
+    for client in clients:
+        await client.aclose()
+
+
+FAST = {"interval": 0.01, "max_interval": 0.02}
+
+
+@pytest.mark.parametrize("transport", [AiohttpTransport, HttpxTransport])
+async def test_the_hash_after_n_pending_answers_with_an_exact_request_count(
+    serve: Any, transport: Callable[[], Transport]
+) -> None:
+    own_transport = transport()
+    provider, client = await serve(pending_then_hash(3), transport=own_transport)
+    try:
+        statuses = [s async for s in client.poll_blockchain_status("a b&c", **FAST)]
+    finally:
+        await own_transport.aclose()
+    assert provider.counts == {"a b&c": 4}  # the tx id arrived intact, and 3 + 1 requests
+    assert [s.status for s in statuses] == ["pending", "completed"]
+    assert statuses[-1] == BlockchainStatus(tx_id="a b&c", hash="0xa b&c", status="completed")
+
+
+async def test_blockchain_status_one_shot_and_404(serve: Any) -> None:
+    def script(tx_id: str, n: int) -> web.Response:
+        if tx_id == "missing":
+            return web.json_response({"message": "transaction not found"}, status=404)
+        return web.json_response({"hash": "0xabc", "status": "completed", "confirmations": 12})
+
+    provider, client = await serve(script)
+    status = await client.blockchain_status("wd_1")
+    assert status.hash == "0xabc" and status.raw["confirmations"] == 12
+    with pytest.raises(NotFoundError, match="transaction not found"):
+        await client.wait_for_blockchain_hash("missing", **FAST)
+    with pytest.raises(NotFoundError):
+        await client.blockchain_status("missing")
+    assert provider.counts["missing"] == 2  # 404 is not retried, in a poll or out of one
+
+
+async def test_the_deadline_raises_poll_timeout_with_the_last_status(serve: Any) -> None:
+    provider, client = await serve(lambda tx_id, n: web.json_response({"status": f"step-{n}"}))
+    with pytest.raises(PollTimeoutError) as caught:
+        await client.wait_for_blockchain_hash("wd_1", timeout=0.2, **FAST)
+    assert isinstance(caught.value, TimeoutError)
+    last = caught.value.last_status
+    assert isinstance(last, BlockchainStatus) and last.hash is None
+    assert last.status == f"step-{provider.counts['wd_1']}"  # really the last one seen
+
+
+async def test_cancelling_the_task_stops_the_requests(serve: Any) -> None:
+    provider, client = await serve(lambda tx_id, n: web.json_response(PENDING))
+    task = asyncio.create_task(client.wait_for_blockchain_hash("wd_1", **FAST))
+    await provider.until(lambda: provider.total >= 3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    sent = provider.total
+    await asyncio.sleep(0.1)  # ten intervals: a poll still running would have asked again
+    assert provider.total == sent
+
+
+async def test_a_429_retry_after_is_honoured(serve: Any) -> None:
+    def script(tx_id: str, n: int) -> web.Response:
+        if n == 1:
+            # Retry-After in decimal seconds keeps the test quick; parse_retry_after accepts it
+            return web.json_response({}, status=429, headers={"Retry-After": "0.3"})
+        return web.json_response(done(tx_id))
+
+    provider, client = await serve(script)
+    status = await client.wait_for_blockchain_hash("wd_1", **FAST)
+    assert status.hash == "0xwd_1" and provider.total == 2
+    first, second = provider.times
+    assert second - first >= 0.3 - 0.01  # not the 0.01 s interval
+
+
+async def test_500s_are_retried_inside_the_poll(serve: Any) -> None:
+    def script(tx_id: str, n: int) -> web.Response:
+        if n <= 2:
+            return web.json_response({"message": "upstream down"}, status=500)
+        return web.json_response(done(tx_id))
+
+    provider, client = await serve(script)
+    assert (await client.wait_for_blockchain_hash("wd_1", **FAST)).hash == "0xwd_1"
+    assert provider.total == 3
+
+
+async def test_session_status_over_http(serve: Any) -> None:
+    steps = ["initiated", "processing", "processing", "completed"]
+
+    def script(session_id: str, n: int) -> web.Response:
+        return web.json_response(
+            {"sessionId": session_id, "sessionStatus": steps[n - 1], "toAmount": 49.12}
+        )
+
+    provider, client = await serve(script, api_key="k-test")
+    first = await client.session_status("ps_1")
+    assert first.session_status is SessionStatusValue.INITIATED
+    final = await client.wait_for_session("ps_1", **FAST)
+    assert final.is_completed and str(final.to_amount) == "49.12"
+    assert provider.counts["ps_1"] == 4 and provider.api_keys == ["k-test"] * 4
+
+
+# -- BlockchainPoller -----------------------------------------------------------------------
+
+
+async def test_1000_watches_never_exceed_the_concurrency_at_the_server(serve: Any) -> None:
+    provider, client = await serve(pending_then_hash(1), delay=0.002)
+    async with BlockchainPoller(client, concurrency=20, **FAST) as poller:
+        results = await asyncio.gather(*(poller.watch(f"wd_{n}") for n in range(1000)))
+    assert all(r.hash == f"0x{r.tx_id}" for r in results)
+    assert provider.total == 2000  # one pending answer, then the hash, for each
+    assert 1 < provider.peak <= 20
+
+
+async def test_the_rate_limit_shows_in_the_server_timestamps(serve: Any) -> None:
+    provider, client = await serve(pending_then_hash(0))
+    rate, count, window = 50, 30, 0.2
+    async with BlockchainPoller(client, concurrency=10, rate_limit=rate) as poller:
+        await asyncio.gather(*(poller.watch(f"wd_{n}") for n in range(count)))
+    times = sorted(provider.times)
+    assert len(times) == count
+    busiest = max(bisect.bisect_right(times, t + window) - i for i, t in enumerate(times))
+    assert busiest <= rate * window + 2  # spread evenly: no burst, as the server counts
+    assert times[-1] - times[0] >= (count - 1) / rate * 0.8
+
+
+async def test_shared_watches_of_one_id_send_one_poll_sequence(serve: Any) -> None:
+    provider, client = await serve(pending_then_hash(2))
+    async with BlockchainPoller(client, **FAST) as poller:
+        watches = [poller.watch("wd_1") for _ in range(3)]
+        assert poller.watching == 1
+        results = await asyncio.gather(*watches)
+    assert provider.counts == {"wd_1": 3}
+    assert results[0] == results[1] == results[2] and results[0].hash == "0xwd_1"
+
+
+async def test_updates_over_http(serve: Any) -> None:
+    _, client = await serve(pending_then_hash(1))
+    seen: list[tuple[str, str | None]] = []
+    async with BlockchainPoller(client, **FAST) as poller:
+        updates = poller.updates()
+
+        async def consume() -> None:
+            async for status in updates:
+                seen.append((status.tx_id, status.status))
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.gather(poller.watch("a"), poller.watch("b"))
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(consumer, 1.0)  # it ended with the poller
+    assert sorted(seen) == [
+        ("a", "completed"),
+        ("a", "pending"),
+        ("b", "completed"),
+        ("b", "pending"),
+    ]
+
+
+async def test_leaving_the_block_with_requests_in_flight_is_prompt_and_clean(
+    serve: Any,
+) -> None:
+    provider, client = await serve(lambda tx_id, n: web.json_response(PENDING), delay=5.0)
+    problems: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+    try:
+        started = loop.time()
+        async with BlockchainPoller(client, concurrency=5) as poller:
+            watches = [poller.watch(f"wd_{n}") for n in range(20)]
+            await provider.until(lambda: provider.in_flight >= 5)
+        assert loop.time() - started < 2.0  # it did not wait for the 5 s answers
+        assert all(w.cancelled() for w in watches)
+        await asyncio.sleep(0.05)
+    finally:
+        loop.set_exception_handler(None)
+    assert problems == []
+    assert provider.total == 5
