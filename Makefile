@@ -27,6 +27,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/python -m mypy --strict instax_async
 
 pytest: $(VENV)/.installed-dev
+	@sh scripts/ensure-redis
 	$(BIN)/python -m pytest --cov=instax_async --cov-branch --cov-report=term-missing --cov-fail-under=95 -q
 
 test: lint typecheck pytest

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -303,7 +304,14 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             if config.webhook_url:
                 signed = "signed" if config.webhook_secret else "UNSIGNED (no --secret)"
                 print(f"webhooks go to {config.webhook_url}, {signed}", flush=True)
-            await asyncio.Event().wait()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                # A clean stop on Ctrl-C and on a process manager's SIGTERM.
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+            print("sandbox stopped", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

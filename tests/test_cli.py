@@ -327,9 +327,12 @@ def test_sandbox_command_serves_and_logs_each_request(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"{url}/embed/ps_missing", timeout=10)
         assert info.value.code == 404
+        assert proc.stderr is not None
+        logged = proc.stderr.readline()  # written once the response has gone out
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert '"GET /embed/ps_missing HTTP/1.1" 404' in err
+    assert "sandbox stopped" in out
+    assert '"GET /embed/ps_missing HTTP/1.1" 404' in logged
     assert "Traceback" not in err

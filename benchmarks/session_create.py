@@ -1,0 +1,423 @@
+"""Benchmark 1: session creation through the SDK against bare aiohttp (the floor) and httpx.
+
+Every contender sends the same bytes with the same headers to ``POST /api/session`` of the
+stand-in server (:mod:`benchmarks.server`, a separate process, so client and server never share
+an event loop or a core's time slice) and reads the session id from the answer:
+
+- ``instax_async``: ``AsyncSession(base_url=...)`` with its default transport, then
+  ``create_session(request)`` on a prebuilt :class:`~instax_async.SessionRequest` (request
+  building, JSON encoding, the status check and parsing into ``PaymentSession`` included);
+- ``aiohttp (bare)``: ``ClientSession.post(url, data=body, headers=headers)``, ``read()``,
+  ``json.loads`` and the id: what a hand-rolled client has to do at the very least;
+- ``httpx``: ``AsyncClient.post(url, content=body, headers=headers)`` and ``.json()``.
+
+For each concurrency a round gives every contender a fresh client, a warm-up (which also opens
+the connections), then a fixed number of requests made by ``concurrency`` worker tasks. The
+contenders' order rotates between rounds. Reported per concurrency: the median over rounds of
+requests/s, of the per-round p50 and p99 latency, of the client's and the server's CPU time per
+request, and the ratio SDK / bare aiohttp of the median throughputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+import timeit
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aiohttp
+import httpx
+
+from instax_async import AsyncSession, SessionRequest
+from instax_async.client import user_agent
+from instax_async.serialization import dumps
+
+from ._util import median, percentile
+from .server import ServerProcess, process_cpu_seconds
+
+NAME = "session_create"
+TITLE = "Session creation (POST /api/session)"
+
+#: The SDK's throughput over bare aiohttp's that issue 6 asks for, per concurrency.
+TARGETS = {1: 0.85, 100: 0.90}
+
+API_KEY = "bench-api-key"
+#: One prebuilt request: building it (validation) is not part of what is measured.
+REQUEST_FIELDS: dict[str, str] = {
+    "from_amount": "50.00",
+    "from_currency": "USD",
+    "to_currency": "USDT-TRON",
+    "address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+    "webhook_ref": "order-1001",
+    "return_url": "https://shop.example/thanks",
+    "email": "ada@example.com",
+}
+SESSION_REQUEST = SessionRequest.sending(**REQUEST_FIELDS)
+#: The bytes the SDK sends for SESSION_REQUEST; the other contenders send exactly these.
+BODY = dumps(SESSION_REQUEST.to_payload())
+#: The headers the SDK sends (aiohttp/httpx add Host, Content-Length, Accept-Encoding, ...).
+HEADERS = {
+    "User-Agent": user_agent(),
+    "Accept": "application/json",
+    "x-api-key": API_KEY,
+    "Content-Type": "application/json",
+}
+POOL_LIMIT = 100  # the SDK's default connection pool size, given to every contender
+TIMEOUT = 30.0  # the SDK's default timeout, given to every contender
+
+
+class Contender(Protocol):
+    """One way of creating a session: a client per round, one request per :meth:`call`."""
+
+    name: str
+
+    async def start(self, base_url: str) -> None:
+        """Create a fresh client."""
+
+    async def call(self) -> str:
+        """Create one session; return its id."""
+
+    async def stop(self) -> None:
+        """Close the client."""
+
+
+class SdkContender:
+    """This SDK with its default transport."""
+
+    name = "instax_async"
+
+    def __init__(self) -> None:
+        self._client: AsyncSession | None = None
+
+    async def start(self, base_url: str) -> None:
+        self._client = AsyncSession(API_KEY, base_url=base_url, timeout=TIMEOUT)
+
+    async def call(self) -> str:
+        assert self._client is not None
+        return (await self._client.create_session(SESSION_REQUEST)).id
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class BareAiohttpContender:
+    """The floor: the least a hand-rolled aiohttp client must do for the same request."""
+
+    name = "aiohttp (bare)"
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._url = ""
+
+    async def start(self, base_url: str) -> None:
+        self._url = base_url + "/api/session"
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POOL_LIMIT),
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+        )
+
+    async def call(self) -> str:
+        assert self._session is not None
+        async with self._session.post(self._url, data=BODY, headers=HEADERS) as response:
+            content = await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        session_id: str = json.loads(content)["id"]
+        return session_id
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class HttpxContender:
+    """``httpx.AsyncClient`` with the same pool size and timeout."""
+
+    name = "httpx"
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._url = ""
+
+    async def start(self, base_url: str) -> None:
+        self._url = base_url + "/api/session"
+        limits = httpx.Limits(max_connections=POOL_LIMIT, max_keepalive_connections=POOL_LIMIT)
+        self._client = httpx.AsyncClient(limits=limits, timeout=TIMEOUT)
+
+    async def call(self) -> str:
+        assert self._client is not None
+        response = await self._client.post(self._url, content=BODY, headers=HEADERS)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        session_id: str = response.json()["id"]
+        return session_id
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def contenders() -> list[Contender]:
+    """The contenders, SDK first (the order rotates between rounds)."""
+    return [SdkContender(), BareAiohttpContender(), HttpxContender()]
+
+
+async def drive(
+    call: Callable[[], Awaitable[object]],
+    requests: int,
+    concurrency: int,
+    max_seconds: float = float("inf"),
+) -> list[float]:
+    """Make ``requests`` calls from ``concurrency`` worker tasks; return each one's latency (s).
+
+    After ``max_seconds`` no new call starts (the calls in flight finish): a slow contender
+    then makes fewer calls, and its throughput is what it made in that time. If one call
+    fails, the other workers are cancelled and the error is raised.
+    """
+    latencies: list[float] = []
+    indices = iter(range(requests))  # shared: each worker takes the next request number
+    clock = time.perf_counter
+    deadline = clock() + max_seconds
+
+    async def worker() -> None:
+        for _ in indices:
+            started = clock()
+            await call()
+            finished = clock()
+            latencies.append(finished - started)
+            if finished > deadline:
+                return
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, requests))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+async def measure(
+    contender: Contender,
+    base_url: str,
+    *,
+    requests: int,
+    concurrency: int,
+    warmup: int,
+    max_seconds: float,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """One contender, one round, one concurrency: a fresh client, a warm-up, the timed run."""
+    await contender.start(base_url)
+    try:
+        # the warm-up opens the connections; a hung server cannot stall the run for long
+        timeout = 10 * max_seconds + 30
+        await asyncio.wait_for(drive(contender.call, warmup, concurrency, max_seconds), timeout)
+        gc.collect()
+        server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
+        cpu = time.process_time()
+        started = time.perf_counter()
+        latencies = await asyncio.wait_for(
+            drive(contender.call, requests, concurrency, max_seconds), timeout
+        )
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        server_cpu = (process_cpu_seconds(server_pid) - server_cpu) if server_pid else 0.0
+    finally:
+        await contender.stop()
+    done = len(latencies)
+    return {
+        "contender": contender.name,
+        "concurrency": concurrency,
+        "requests": done,
+        "time_capped": done < requests,
+        "seconds": round(seconds, 4),
+        "rps": round(done / seconds, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1e3, 3),
+        "p99_ms": round(percentile(latencies, 99) * 1e3, 3),
+        "client_cpu_us_per_request": round(cpu / done * 1e6, 1),
+        "server_cpu_us_per_request": round(server_cpu / done * 1e6, 1),
+    }
+
+
+def request_costs(quick: bool) -> dict[str, float]:
+    """What the table leaves out, per request: building (validating) a ``SessionRequest``, and
+    encoding its body as ``create_session`` does (best of 5 ``timeit`` repeats, µs)."""
+    number = 200 if quick else 5000
+
+    def best(function: Callable[[], object]) -> float:
+        return round(min(timeit.repeat(function, number=number, repeat=5)) / number * 1e6, 2)
+
+    return {
+        "build_session_request_us": best(lambda: SessionRequest.sending(**REQUEST_FIELDS)),
+        "encode_body_us": best(lambda: dumps(SESSION_REQUEST.to_payload())),
+    }
+
+
+def _parameters(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "rounds": 1,
+            "concurrency": [1, 10, 100],
+            "requests": {1: 30, 10: 100, 100: 200},
+            "warmup": {1: 5, 10: 10, 100: 100},
+            "max_seconds_per_run": 0.5,
+        }
+    return {
+        "rounds": 7,
+        "concurrency": [1, 10, 100],
+        "requests": {1: 400, 10: 1200, 100: 1600},
+        # at concurrency c the warm-up opens c connections (one request per worker) and more
+        "warmup": {1: 20, 10: 50, 100: 100},
+        "max_seconds_per_run": 1.0,
+    }
+
+
+async def _run(params: dict[str, Any], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    with ServerProcess() as server:
+        base_url = server.url
+        everyone = contenders()
+        for round_index in range(params["rounds"]):
+            for concurrency in params["concurrency"]:
+                shift = round_index % len(everyone)
+                order = everyone[shift:] + everyone[:shift]
+                for contender in order:
+                    result = await measure(
+                        contender,
+                        base_url,
+                        requests=params["requests"][concurrency],
+                        concurrency=concurrency,
+                        warmup=params["warmup"][concurrency],
+                        max_seconds=params["max_seconds_per_run"],
+                        server_pid=server.pid,
+                    )
+                    result["round"] = round_index
+                    runs.append(result)
+            log(f"  {NAME}: round {round_index + 1}/{params['rounds']} done")
+    return runs
+
+
+def summarize(runs: list[dict[str, Any]], concurrencies: list[int]) -> dict[str, Any]:
+    """Medians over rounds per (concurrency, contender), and the SDK / bare ratios."""
+    names = [c.name for c in contenders()]
+    table: dict[str, Any] = {}
+    for concurrency in concurrencies:
+        per: dict[str, Any] = {}
+        for name in names:
+            mine = [r for r in runs if r["concurrency"] == concurrency and r["contender"] == name]
+            per[name] = {
+                key: round(median([r[key] for r in mine]), 3)
+                for key in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "client_cpu_us_per_request",
+                    "server_cpu_us_per_request",
+                )
+            }
+        sdk, bare = per["instax_async"], per["aiohttp (bare)"]
+        paired = []
+        for round_index in sorted({r["round"] for r in runs}):
+            pair = {
+                r["contender"]: r["rps"]
+                for r in runs
+                if r["concurrency"] == concurrency and r["round"] == round_index
+            }
+            paired.append(pair["instax_async"] / pair["aiohttp (bare)"])
+        target = TARGETS.get(concurrency)
+        ratio = sdk["rps"] / bare["rps"]
+        table[str(concurrency)] = {
+            "contenders": per,
+            "ratio_sdk_over_bare": round(ratio, 3),
+            "ratio_sdk_over_bare_paired_median": round(median(paired), 3),
+            "ratio_httpx_over_bare": round(per["httpx"]["rps"] / bare["rps"], 3),
+            "client_cpu_overhead_us_per_request": round(
+                sdk["client_cpu_us_per_request"] - bare["client_cpu_us_per_request"], 1
+            ),
+            # what the throughput ratio tends to when the client's core is the bottleneck; it
+            # moves much less than req/s when other processes compete for the cores
+            "cpu_ratio_bare_over_sdk": round(
+                bare["client_cpu_us_per_request"] / sdk["client_cpu_us_per_request"], 3
+            ),
+            "target": target,
+            "meets_target": None if target is None else ratio >= target,
+        }
+    return table
+
+
+def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run benchmark 1 and return its results (parameters, every run, the summary)."""
+    params = _parameters(quick)
+    started = time.perf_counter()
+    runs = asyncio.run(_run(params, log))
+    return {
+        "name": NAME,
+        "title": TITLE,
+        "quick": quick,
+        "parameters": {
+            **{k: v for k, v in params.items() if k not in ("requests", "warmup")},
+            "requests_per_run": {str(k): v for k, v in params["requests"].items()},
+            "warmup_per_run": {str(k): v for k, v in params["warmup"].items()},
+            "body_bytes": len(BODY),
+            "pool_limit": POOL_LIMIT,
+            "timeout_s": TIMEOUT,
+        },
+        "runs": runs,
+        "summary": summarize(runs, params["concurrency"]),
+        "request_costs": request_costs(quick),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The Markdown table of a :func:`run` result."""
+    lines = [
+        f"### {TITLE}",
+        "",
+        f"Medians of {result['parameters']['rounds']} interleaved rounds; requests per run: "
+        + ", ".join(
+            f"{n} at concurrency {c}" for c, n in result["parameters"]["requests_per_run"].items()
+        )
+        + ". CPU columns: CPU time per request of the client process and of the server "
+        "process; `CPU vs bare` is bare aiohttp's client CPU per request over this client's, "
+        "which the req/s ratio approaches when the client's core is the bottleneck and which "
+        "is far less disturbed by other load on the machine.",
+        "",
+        "| concurrency | client | req/s | p50 ms | p99 ms | client CPU µs/req "
+        "| server CPU µs/req | CPU vs bare | req/s vs bare aiohttp |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for concurrency, row in result["summary"].items():
+        bare = row["contenders"]["aiohttp (bare)"]
+        for name, numbers in row["contenders"].items():
+            ratio = numbers["rps"] / bare["rps"]
+            cpu_ratio = bare["client_cpu_us_per_request"] / numbers["client_cpu_us_per_request"]
+            mark = ""
+            if name == "instax_async" and row["target"] is not None:
+                verdict = "meets" if row["meets_target"] else "misses"
+                mark = f" ({verdict} target ≥ {row['target']:.2f})"
+            lines.append(
+                f"| {concurrency} | {name} | {numbers['rps']:,.0f} | {numbers['p50_ms']:.2f} "
+                f"| {numbers['p99_ms']:.2f} | {numbers['client_cpu_us_per_request']:.0f} "
+                f"| {numbers['server_cpu_us_per_request']:.0f} | {cpu_ratio:.2f} "
+                f"| {ratio:.2f}{mark} |"
+            )
+    costs = result.get("request_costs")
+    if costs:
+        lines += [
+            "",
+            "Not in the table (the SDK contender reuses one prebuilt `SessionRequest`): building "
+            f"and validating a `SessionRequest` costs {costs['build_session_request_us']:.1f} µs, "
+            f"and `create_session` spends {costs['encode_body_us']:.1f} µs of its time encoding "
+            "the body (`timeit`, no I/O).",
+        ]
+    return "\n".join(lines)

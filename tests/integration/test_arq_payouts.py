@@ -1,0 +1,417 @@
+"""Durable payout watches: arq workers in-process, a real Redis, the loopback sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Worker
+
+from instax_async import AsyncSession, SessionRequest, ValidationError
+from instax_async.integrations.arq import (
+    JOB_NAME,
+    SESSION_KEY,
+    PayoutFailureReason,
+    enqueue_payout_watch,
+    instax_shutdown,
+    instax_startup,
+    payout_job_id,
+    watch_key,
+    watch_payout,
+)
+from instax_async.sandbox import Sandbox, SandboxConfig
+from tests.integration import arq_callbacks
+
+CALLBACKS = "tests.integration.arq_callbacks"
+ON_HASH = f"{CALLBACKS}:record_hash"
+ON_FAILURE = f"{CALLBACKS}:record_failure"
+# fast enough for tests: slices of 0.3 s polling every 0.05 s
+FAST: dict[str, Any] = {"slice_seconds": 0.3, "interval": 0.05, "max_interval": 0.05}
+
+MakePool = Callable[..., Awaitable[ArqRedis]]
+
+# arq 0.28 closes its pool with redis-py's deprecated close(); not this SDK's to fix
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds (state changed by a server in this loop)."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture(autouse=True)
+def _reset_callbacks() -> None:
+    arq_callbacks.reset()
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"instax-test:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def make_pool(redis_client: Any, redis_url: str, queue: str) -> AsyncIterator[MakePool]:
+    """arq pools on the test's (flushed) Redis; each worker closes the one it was given."""
+    pools: list[ArqRedis] = []
+
+    async def make(default_queue_name: str = queue) -> ArqRedis:
+        pool = await create_pool(
+            RedisSettings.from_dsn(redis_url), default_queue_name=default_queue_name
+        )
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.aclose()
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(SandboxConfig(confirmation_polls=2)) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(base_url=sandbox.url) as session:
+        yield session
+
+
+async def new_payout(sandbox: Sandbox, client: AsyncSession, *, fail: bool = False) -> str:
+    """A paid (or declined) sandbox session's payout tx id."""
+    session = await client.create_session(
+        SessionRequest.sending(from_amount="20", from_currency="USD", to_currency="USDT")
+    )
+    settled = await (sandbox.fail(session.id) if fail else sandbox.complete(session.id))
+    tx_id: str = settled["withdraw_tx_id"]
+    return tx_id
+
+
+def worker(pool: ArqRedis, queue: str, *, burst: bool = True, **kwargs: Any) -> Worker:
+    return Worker(
+        functions=[watch_payout],
+        redis_pool=pool,
+        queue_name=queue,
+        burst=burst,
+        poll_delay=0.02,
+        handle_signals=False,
+        **kwargs,
+    )
+
+
+async def run_burst(pool: ArqRedis, queue: str, **kwargs: Any) -> Worker:
+    """Run a worker until the queue is empty (deferred slices included), then close it."""
+    burst = worker(pool, queue, **kwargs)
+    try:
+        await asyncio.wait_for(burst.async_run(), 10)
+    finally:
+        await burst.close()
+    return burst
+
+
+async def results(pool: ArqRedis, tx_id: str) -> dict[str, Any]:
+    """The kept result of each slice job of ``tx_id``, by job id."""
+    prefix = payout_job_id(tx_id, 0)[:-1]
+    jobs = await pool.all_job_results()
+    return {r.job_id: r.result for r in jobs if r.job_id and r.job_id.startswith(prefix)}
+
+
+async def test_a_worker_polls_the_payout_to_its_hash_and_calls_back(
+    make_pool: MakePool, queue: str, sandbox: Sandbox, client: AsyncSession
+) -> None:
+    tx_id = await new_payout(sandbox, client)
+    pool = await make_pool()
+    job = await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, on_failure=ON_FAILURE, **FAST)
+    assert job is not None and job.job_id == f"instax:payout:{tx_id}:0"
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    payout = sandbox.state.payouts[tx_id]
+    assert [(s.tx_id, s.hash) for s in arq_callbacks.HASHES] == [(tx_id, payout.hash)]
+    assert arq_callbacks.FAILURES == []
+    assert payout.polls == 3  # confirmation_polls=2: the hash comes with the third answer
+    assert await results(pool, tx_id) == {payout_job_id(tx_id, 0): "confirmed"}
+    assert await pool.get(watch_key(tx_id)) == b"done"
+    assert not client.closed  # the worker's shared session is the worker's to close
+
+
+async def test_killing_the_worker_mid_watch_loses_nothing(
+    make_pool: MakePool, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hash appears 1 s after settlement: several slices of 0.3 s, across two workers
+    config = SandboxConfig(confirmation_polls=1, confirmation_delay=1.0)
+    async with Sandbox(config) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        pool = await make_pool()
+        await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, deadline=30, **FAST)
+        payout = sandbox.state.payouts[tx_id]
+
+        first = worker(await make_pool(), queue, burst=False, ctx={SESSION_KEY: client})
+        running = asyncio.create_task(first.async_run())
+        await until(lambda: payout.polls >= 2)  # slice 0 is polling
+        assert first.job_tasks  # a slice is running right now
+        await first.close()  # cancels the running slice, as a stopping worker does
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        assert arq_callbacks.HASHES == []
+        polls_before = payout.polls
+        # the watch is still on (in Redis): enqueueing it again does nothing
+        assert await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH) is None
+
+        # a new worker, with the session of instax_startup (configured from the environment)
+        monkeypatch.setenv("INSTAX_BASE_URL", sandbox.url)
+        second = await run_burst(
+            await make_pool(), queue, on_startup=instax_startup, on_shutdown=instax_shutdown
+        )
+        assert SESSION_KEY not in second.ctx  # closed and removed by instax_shutdown
+        assert [s.hash for s in arq_callbacks.HASHES] == [payout.hash]
+        assert payout.hash is not None and payout.polls > polls_before
+    slices = await results(pool, tx_id)
+    assert slices.pop(payout_job_id(tx_id, 0)) == "rescheduled"  # ran again on the new worker
+    assert list(slices.values())[-1] == "confirmed"
+    assert set(slices.values()) <= {"rescheduled", "confirmed"}
+
+
+async def test_the_same_tx_enqueued_twice_runs_one_watch(
+    make_pool: MakePool, queue: str, sandbox: Sandbox, client: AsyncSession
+) -> None:
+    tx_id = await new_payout(sandbox, client)
+    pool = await make_pool()
+    jobs = await asyncio.gather(
+        *(enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST) for _ in range(5))
+    )
+    assert sum(job is not None for job in jobs) == 1
+    assert await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST) is None
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    assert len(arq_callbacks.HASHES) == 1
+    assert sandbox.state.payouts[tx_id].polls == 3  # one watch's polls, no more
+    # a redelivered webhook enqueues it again: the ended watch is remembered
+    assert await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST) is None
+
+
+async def test_duplicate_and_stale_slice_jobs_are_skipped(
+    make_pool: MakePool, queue: str, sandbox: Sandbox, client: AsyncSession
+) -> None:
+    tx_id = await new_payout(sandbox, client)
+    pool = await make_pool()
+    job = await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST)
+    assert job is not None
+    info = await job.info()
+    assert info is not None
+    kwargs = dict(info.kwargs)
+    # a slice 0 of another watch that slipped past the check, and a stale retry of slice 1
+    # while slice 3 of this watch runs
+    await pool.set(watch_key(tx_id), f"{kwargs['token']}:3")
+    await pool.enqueue_job(JOB_NAME, tx_id, **{**kwargs, "token": "other"}, _job_id="dup")
+    await pool.enqueue_job(JOB_NAME, tx_id, **{**kwargs, "slice_number": 1}, _job_id="stale")
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    outcomes = {r.job_id: r.result for r in await pool.all_job_results()}
+    assert outcomes == {"dup": "skipped", "stale": "skipped", job.job_id: "skipped"}
+    assert arq_callbacks.HASHES == [] and sandbox.state.payouts[tx_id].polls == 0
+    # an ended watch skips every slice
+    await pool.set(watch_key(tx_id), "done")
+    await pool.enqueue_job(JOB_NAME, tx_id, **kwargs, _job_id="late")
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    assert (await pool.all_job_results())[-1].result == "skipped"
+
+
+async def test_a_failed_payout_calls_on_failure(
+    make_pool: MakePool, queue: str, sandbox: Sandbox, client: AsyncSession
+) -> None:
+    tx_id = await new_payout(sandbox, client, fail=True)
+    pool = await make_pool()
+    await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, on_failure=ON_FAILURE, **FAST)
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    assert arq_callbacks.HASHES == []
+    [failure] = arq_callbacks.FAILURES
+    assert (failure.tx_id, failure.reason) == (tx_id, PayoutFailureReason.FAILED)
+    assert failure.last_status is not None and failure.last_status.status == "failed"
+    assert failure.message == "the payout failed (status 'failed')"
+    assert await pool.get(watch_key(tx_id)) == b"done"
+
+
+async def test_an_unknown_tx_ends_the_watch_with_an_error(
+    make_pool: MakePool, queue: str, client: AsyncSession
+) -> None:
+    pool = await make_pool()
+    await enqueue_payout_watch(pool, "wd_unknown", on_hash=ON_HASH, on_failure=ON_FAILURE, **FAST)
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    [failure] = arq_callbacks.FAILURES
+    assert failure.reason is PayoutFailureReason.ERROR and failure.last_status is None
+    assert "unknown transaction" in failure.message
+
+
+async def test_the_deadline_ends_the_watch_across_slices_and_is_logged(
+    make_pool: MakePool, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = SandboxConfig(confirmation_delay=60)
+    async with Sandbox(config) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        # the pool's default queue is another one: the slices must follow queue_name
+        pool = await make_pool("arq:queue")
+        await enqueue_payout_watch(
+            pool, tx_id, on_hash=ON_HASH, deadline=0.45, queue_name=queue, **FAST
+        )
+        with caplog.at_level(logging.WARNING, logger="instax_async.arq"):
+            await run_burst(
+                await make_pool("arq:queue"), queue, ctx={SESSION_KEY: client}, keep_result=0
+            )
+    assert arq_callbacks.HASHES == []
+    [warning] = [r for r in caplog.records if r.name == "instax_async.arq"]
+    assert warning.message == (
+        f"payout {tx_id}: no blockchain hash: the deadline passed without a hash "
+        "(last status: 'pending')"
+    )
+    assert await pool.get(watch_key(tx_id)) == b"done"
+
+
+async def test_a_slice_that_runs_after_the_deadline_reports_it(
+    make_pool: MakePool, queue: str, client: AsyncSession
+) -> None:
+    pool = await make_pool()
+    await pool.enqueue_job(
+        JOB_NAME,
+        "wd_late",
+        on_hash=ON_HASH,
+        on_failure=ON_FAILURE,
+        deadline_at=time.time() - 1,
+        slice_seconds=1.0,
+        interval=0.05,
+        max_interval=0.05,
+        backoff=1.0,
+        remember=60.0,
+        token="t",
+        slice_number=4,
+        queue_name=None,
+    )
+    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    [failure] = arq_callbacks.FAILURES
+    assert failure.reason is PayoutFailureReason.DEADLINE and failure.last_status is None
+
+
+async def test_a_failing_callback_frees_the_tx_and_retry_runs_the_slice_again(
+    make_pool: MakePool, queue: str, sandbox: Sandbox, client: AsyncSession
+) -> None:
+    tx_id = await new_payout(sandbox, client)
+    pool = await make_pool()
+    await enqueue_payout_watch(pool, tx_id, on_hash=f"{CALLBACKS}:broken", **FAST)
+    failed = await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    assert failed.jobs_failed == 1
+    assert await pool.exists(watch_key(tx_id)) == 0  # can be watched again
+    assert await pool.exists(f"arq:result:{payout_job_id(tx_id, 0)}")  # the failed slice 0
+    again = await enqueue_payout_watch(pool, tx_id, on_hash=f"{CALLBACKS}:retry_once", **FAST)
+    assert again is not None
+    retried = await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    assert (retried.jobs_retried, retried.jobs_complete) == (1, 1)
+    assert len(arq_callbacks.HASHES) == 2  # at least once: the retried slice called again
+    assert await pool.get(watch_key(tx_id)) == b"done"
+
+
+async def test_a_worker_without_a_shared_session_opens_one_per_slice(
+    make_pool: MakePool,
+    queue: str,
+    sandbox: Sandbox,
+    client: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INSTAX_BASE_URL", sandbox.url)
+    tx_id = await new_payout(sandbox, client)
+    pool = await make_pool()
+    await enqueue_payout_watch(pool, tx_id, on_hash=f"{CALLBACKS}:Namespace.record", **FAST)
+    await run_burst(await make_pool(), queue)
+    assert [s.tx_id for s in arq_callbacks.HASHES] == [tx_id]
+
+
+async def test_a_retried_slice_whose_successor_exists_does_not_enqueue_it_again(
+    make_pool: MakePool, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = SandboxConfig(confirmation_delay=60)
+    async with Sandbox(config) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        pool = await make_pool()
+        job = await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST)
+        assert job is not None
+        # slice 1 is there already (a retried slice 0 ran after handing over)
+        await pool.enqueue_job(JOB_NAME, tx_id, _job_id=payout_job_id(tx_id, 1), _defer_by=60)
+        running = worker(await make_pool(), queue, burst=False, ctx={SESSION_KEY: client})
+        task = asyncio.create_task(running.async_run())
+        with caplog.at_level(logging.DEBUG, logger="instax_async.arq"):
+            assert await job.result(timeout=5, poll_delay=0.02) == "rescheduled"
+        await running.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert any("slice 1 is enqueued already" in r.message for r in caplog.records)
+
+
+async def test_bad_callback_paths_fail_the_job_before_any_poll(
+    make_pool: MakePool, queue: str, sandbox: Sandbox, client: AsyncSession
+) -> None:
+    tx_id = await new_payout(sandbox, client)
+    pool = await make_pool()
+    for path in (
+        "tests.integration.nowhere:f",
+        f"{CALLBACKS}:missing",
+        f"{CALLBACKS}:NOT_CALLABLE",
+    ):
+        job = await enqueue_payout_watch(pool, tx_id, on_hash=path, on_failure=path, **FAST)
+        assert job is not None
+        await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+        with pytest.raises(ValidationError) as info:
+            await job.result(timeout=1)
+        assert info.value.field == "on_hash" and path in str(info.value)
+    assert sandbox.state.payouts[tx_id].polls == 0
+
+
+async def test_instax_shutdown_without_a_session_does_nothing() -> None:
+    ctx: dict[str, Any] = {}
+    await instax_shutdown(ctx)
+    assert ctx == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tx_id": ""}, "tx_id"),
+        ({"tx_id": None}, "tx_id"),
+        ({"on_hash": "myapp.tasks.record_hash"}, "on_hash"),
+        ({"on_hash": "myapp:tasks:record"}, "on_hash"),
+        ({"on_hash": 3}, "on_hash"),
+        ({"on_failure": "not a path"}, "on_failure"),
+        ({"deadline": 0}, "deadline"),
+        ({"slice_seconds": -1}, "slice_seconds"),
+        ({"remember": float("nan")}, "remember"),
+        ({"interval": 0}, "interval"),
+        ({"interval": 5, "max_interval": 1}, "max_interval"),
+        ({"backoff": 0.5}, "backoff"),
+        ({"queue_name": ""}, "queue_name"),
+        ({"arq_pool": object()}, "arq_pool"),
+    ],
+)
+async def test_enqueue_checks_every_argument_before_reaching_redis(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    arguments: dict[str, Any] = {
+        "arq_pool": ArqRedis(port=1),  # never connects: nothing reaches Redis
+        "tx_id": "wd_1",
+        "on_hash": "myapp.tasks:record_hash",
+        **kwargs,
+    }
+    with pytest.raises(ValidationError) as info:
+        await enqueue_payout_watch(**arguments)
+    assert info.value.field == field
+
+
+def test_job_ids_and_keys() -> None:
+    assert payout_job_id("wd_1") == "instax:payout:wd_1:0"
+    assert payout_job_id("wd_1", 7) == "instax:payout:wd_1:7"
+    assert watch_key("wd_1") == "instax:payout:wd_1"
