@@ -10,9 +10,9 @@ import logging
 import math
 import os
 import platform
+import re
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from importlib import metadata
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
@@ -36,7 +36,7 @@ from .retry import (
     RetryPolicy,
     parse_retry_after,
 )
-from .serialization import converter, dumps, loads
+from .serialization import converter, loads
 from .transports.base import Request, Response, Transport
 
 __all__ = ["AsyncSession", "DEFAULT_BASE_URL"]
@@ -44,6 +44,9 @@ __all__ = ["AsyncSession", "DEFAULT_BASE_URL"]
 logger = logging.getLogger("instax_async")
 
 T = TypeVar("T")
+
+# Ids such as ``ps_<uuid>`` need no quoting in a path; anything else is percent-encoded.
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 
 #: The production API.
 DEFAULT_BASE_URL = "https://instaxchange.com"
@@ -57,6 +60,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 @functools.cache
 def user_agent() -> str:
     """The ``User-Agent`` every request carries."""
+    from importlib import metadata  # only when the first client is built: it is slow to import
+
     try:
         aiohttp_version = metadata.version("aiohttp")
     except metadata.PackageNotFoundError:  # pragma: no cover - aiohttp is a core dependency
@@ -194,6 +199,9 @@ class AsyncSession:
                 )
             self._owns_transport = False
         self._transport: Transport = transport
+        # A transport that enforces ``Request.timeout`` as a total deadline itself spares every
+        # request a second timer; any other gets one from the client, so no attempt can hang.
+        self._transport_times_out = getattr(transport, "enforces_timeout", False) is True
         self._closed = False
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         # None: the running loop's clock. Tests inject a fake one together with ``_sleep``.
@@ -274,9 +282,7 @@ class AsyncSession:
                 f"got {type(request).__name__}",
                 field="request",
             )
-        response = await self._send(
-            "POST", self._session_url, dumps(request.to_payload()), idempotent=False
-        )
+        response = await self._send("POST", self._session_url, request.to_json(), idempotent=False)
         data = self._json_object(response)
         session_id = data.get("id") or data.get("sessionId")
         if not isinstance(session_id, str) or not session_id:
@@ -294,7 +300,9 @@ class AsyncSession:
             raise ValidationError(
                 f"session_id: expected a non-empty string, got {session_id!r}", field="session_id"
             )
-        return f"{self._base_url}/embed/{quote(session_id, safe='')}"
+        if not _PATH_SAFE(session_id):
+            session_id = quote(session_id, safe="")
+        return f"{self._base_url}/embed/{session_id}"
 
     # -- blockchain status and session status ------------------------------------------------
 
@@ -541,6 +549,8 @@ class AsyncSession:
 
     async def _send_once(self, request: Request) -> Response:
         try:
+            if self._transport_times_out:
+                return await self._transport.send(request)
             if _timeout_scope is not None:
                 async with _timeout_scope(request.timeout):
                     return await self._transport.send(request)

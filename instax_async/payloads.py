@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .errors import ValidationError
-from .serialization import OpenStrEnum, wire_name
+from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 
 __all__ = [
     "AmountDirection",
@@ -407,6 +407,26 @@ class SessionRequest:
             **optional,
         )
 
+    def to_json(self) -> bytes:
+        """The exact body ``create_session`` sends: ``to_payload()`` as compact UTF-8 JSON.
+
+        >>> request = SessionRequest.sending(
+        ...     from_amount="0.1", from_currency="USD", to_currency="USDT"
+        ... )
+        >>> request.to_json()
+        b'{"amountDirection":"sending","fromCurrency":"USD","toCurrency":"USDT","fromAmount":0.1}'
+        """
+        parts = []
+        for field, key in _WIRE_KEYS:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if isinstance(value, Decimal):
+                parts.append(key + encode_decimal(value))
+            else:  # every other field is a str (or a str enum)
+                parts.append(key + encode_str(str(value)))
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+
     def to_payload(self) -> dict[str, Any]:
         """The JSON body for ``POST /api/session``: camelCase keys, unset fields left out.
 
@@ -434,4 +454,9 @@ def _check_optional(optional: dict[str, Any], computed_amount: str) -> None:
 # Wire order: direction first, then currencies and amounts, then the optional fields.
 _WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (f.name, wire_name(f)) for f in attrs.fields(SessionRequest) if f.name != "allow_unlisted"
+)
+
+# The same, with each key already quoted for ``to_json``.
+_WIRE_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (name, encode_str(key) + ":") for name, key in _WIRE_FIELDS
 )

@@ -23,7 +23,16 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-__all__ = ["OpenStrEnum", "converter", "dumps", "loads", "parse_datetime", "wire_name"]
+__all__ = [
+    "OpenStrEnum",
+    "converter",
+    "dumps",
+    "encode_decimal",
+    "encode_str",
+    "loads",
+    "parse_datetime",
+    "wire_name",
+]
 
 
 _CAMEL = re.compile(r"_([a-z0-9])")
@@ -112,6 +121,30 @@ def _open_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return structure
 
 
+def _is_plain_optional(tp: Any) -> bool:
+    args = get_args(tp)
+    return len(args) == 2 and type(None) in args and not _is_open_union(tp)
+
+
+def _optional_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+        inner_type = next(a for a in get_args(tp) if a is not type(None))
+        if inner_type is str:
+
+            def structure_str(value: Any, _type: Any) -> Any:
+                return value if value is None or type(value) is str else str(value)
+
+            return structure_str
+        inner = conv.get_structure_hook(inner_type)
+
+        def structure(value: Any, _type: Any) -> Any:
+            return None if value is None else inner(value, inner_type)
+
+        return structure
+
+    return factory
+
+
 def _make_attrs_hook(conv: cattrs.Converter) -> Callable[[type[Any]], Callable[[Any, Any], Any]]:
     def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
         overrides: dict[str, Any] = {}
@@ -145,6 +178,9 @@ def _build_converter() -> cattrs.Converter:
     conv.register_structure_hook(datetime, _structure_datetime)
     # Registered on the base class, so every subclass gets it; the hook receives the subclass.
     conv.register_structure_hook(OpenStrEnum, _structure_open_enum)
+    # ``X | None`` binds X's hook once (cattrs would dispatch on every value); registered
+    # before the open-enum unions, which take precedence.
+    conv.register_structure_hook_factory(_is_plain_optional, _optional_hook(conv))
     conv.register_structure_hook_factory(_is_open_union, _open_union_hook)
     conv.register_structure_hook_factory(attrs.has, _make_attrs_hook(conv))
     conv.register_unstructure_hook(Decimal, lambda d: d)
@@ -156,13 +192,17 @@ def _build_converter() -> cattrs.Converter:
 converter = _build_converter()
 
 
-def _encode_decimal(value: Decimal) -> str:
-    # Plain notation, every digit kept: Decimal("1E+2") is sent as 100, Decimal("1E-7") as 1e-7
-    # would be, but written 0.0000001.
-    return format(value, "f")
-
-
 _dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+#: JSON string quoting as ``ensure_ascii=False`` does it, in C.
+encode_str: Callable[[str], str] = json.encoder.encode_basestring
+_decoder = json.JSONDecoder(parse_float=Decimal)
+
+
+def encode_decimal(value: Decimal) -> str:
+    """An exact JSON number, in plain notation: ``Decimal("1E+2")`` → ``100``."""
+    if not value.is_finite():
+        raise ValueError(f"{value} cannot be written as a JSON number")
+    return format(value, "f")
 
 
 def dumps(value: Any) -> bytes:
@@ -175,15 +215,33 @@ def dumps(value: Any) -> bytes:
 
 
 def _encode(value: Any) -> str:
+    # Exact types first: the common payload values never reach the slower generic checks.
+    kind = type(value)
+    if kind is str:
+        return encode_str(value)
+    if kind is Decimal:
+        return encode_decimal(value)
+    if kind is dict:
+        return "{" + ",".join(_key(k) + ":" + _encode(v) for k, v in value.items()) + "}"
+    if value is None or kind is bool or kind is int:
+        return _dumps_str(value)
     if isinstance(value, Decimal):
-        return _encode_decimal(value)
+        return encode_decimal(value)
     if isinstance(value, Mapping):
-        return "{" + ",".join(_dumps_str(str(k)) + ":" + _encode(v) for k, v in value.items()) + "}"
+        return "{" + ",".join(_key(k) + ":" + _encode(v) for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_encode(v) for v in value) + "]"
     return _dumps_str(value)
 
 
+def _key(key: Any) -> str:
+    return encode_str(key) if type(key) is str else _dumps_str(str(key))
+
+
 def loads(content: bytes | str) -> Any:
     """Decode JSON with every non-integer number as an exact ``Decimal``."""
-    return json.loads(content, parse_float=Decimal)
+    if not isinstance(content, str):
+        content = content.decode(json.detect_encoding(content), "surrogatepass")
+    if content.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", content, 0)
+    return _decoder.decode(content)

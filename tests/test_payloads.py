@@ -227,3 +227,32 @@ def test_arbitrary_currency_text_never_escapes_as_another_error(text: str) -> No
             sending(**{field: text})
         except ValidationError as exc:
             assert exc.field == field
+
+
+optional_text = st.one_of(
+    st.none(), st.text(min_size=1).filter(lambda t: t.strip() and not any(c.isspace() for c in t))
+)
+
+
+@given(
+    amount=amounts,
+    reference=optional_text,
+    name=st.one_of(st.none(), st.text(min_size=1).filter(str.strip)),
+    direction=st.sampled_from(["sending", "receiving"]),
+)
+def test_to_json_is_exactly_the_encoded_payload(
+    amount: object, reference: str | None, name: str | None, direction: str
+) -> None:
+    from instax_async.serialization import dumps
+
+    builder = SessionRequest.sending if direction == "sending" else SessionRequest.receiving
+    key = "from_amount" if direction == "sending" else "to_amount"
+    request = builder(  # type: ignore[operator]
+        **{key: amount},
+        from_currency="EUR",
+        to_currency="USDT-AVALANCHE",
+        webhook_ref=reference,
+        first_name=name,
+        method="pix",
+    )
+    assert request.to_json() == dumps(request.to_payload())

@@ -92,3 +92,34 @@ def test_open_enum_rejects_non_strings() -> None:
 def test_dumps_matches_json_for_plain_values() -> None:
     value = {"a": [1, 2.5, "x"], "b": {"c": None}}
     assert json.loads(dumps(value)) == value
+
+
+def test_non_finite_decimals_and_odd_keys() -> None:
+    with pytest.raises(ValueError, match="JSON number"):
+        dumps({"a": Decimal("NaN")})
+    assert dumps({1: (Decimal("2.50"),), "k": 1.5}) == b'{"1":[2.50],"k":1.5}'
+
+    class Sub(Decimal):
+        pass
+
+    assert dumps([Sub("1.0")]) == b"[1.0]"
+
+
+def test_loads_bytes_encodings_and_bom() -> None:
+    assert loads('{"a": 1}'.encode("utf-16")) == {"a": 1}
+    with pytest.raises(ValueError, match="BOM"):
+        loads("\ufeff{}")
+
+
+@attrs.frozen(kw_only=True)
+class Optional_:
+    name: str | None = None
+    when: datetime | None = None
+
+
+def test_optional_fields_bind_their_hook() -> None:
+    thing = converter.structure({"name": 5, "when": "2024-01-01T00:00:00Z"}, Optional_)
+    assert thing.name == "5"
+    assert thing.when == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert converter.structure({}, Optional_) == Optional_()
+    assert converter.structure({"name": None, "when": None}, Optional_) == Optional_()

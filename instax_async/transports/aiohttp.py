@@ -34,6 +34,10 @@ class AiohttpTransport:
     >>> # AsyncSession(transport=transport)
     """
 
+    #: aiohttp's ``ClientTimeout(total=...)`` bounds the whole attempt, so the client adds no
+    #: timer of its own (aiohttp rounds a total of 5 s or more up to the next second).
+    enforces_timeout = True
+
     def __init__(
         self,
         session: aiohttp.ClientSession | None = None,
