@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from . import AsyncSession, SessionRequest
+from ._compat import timeout as timeout_scope
 from .errors import InstaxError, ValidationError, WebhookVerificationError
 from .models import WebhookEvent
 
@@ -127,7 +128,8 @@ async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) 
                     arrived.clear()
                     await arrived.wait()
 
-            await asyncio.wait_for(both_webhooks(), step_timeout)
+            async with timeout_scope(step_timeout):
+                await both_webhooks()
             paid_event, declined_event = finals[sending.id], finals[receiving.id]
             if not paid_event.is_completed or not declined_event.is_failed:
                 raise DemoFailure(
@@ -149,7 +151,7 @@ async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) 
             for row in rows:
                 say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
             del declined
-    except (InstaxError, DemoFailure, asyncio.TimeoutError, OSError) as exc:
+    except (InstaxError, DemoFailure, TimeoutError, asyncio.TimeoutError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         say(f"demo failed at step '{step}': {type(exc).__name__}: {detail}")
         return 1

@@ -11,12 +11,12 @@ import math
 import os
 import platform
 import re
-import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
+from ._compat import timeout as timeout_scope
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -50,11 +50,6 @@ _PATH_SAFE = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 
 #: The production API.
 DEFAULT_BASE_URL = "https://instaxchange.com"
-
-if sys.version_info >= (3, 11):
-    _timeout_scope = asyncio.timeout
-else:  # pragma: no cover - exercised on Python 3.10 only
-    _timeout_scope = None
 
 
 @functools.cache
@@ -551,12 +546,8 @@ class AsyncSession:
         try:
             if self._transport_times_out:
                 return await self._transport.send(request)
-            if _timeout_scope is not None:
-                async with _timeout_scope(request.timeout):
-                    return await self._transport.send(request)
-            return await asyncio.wait_for(  # pragma: no cover - Python 3.10
-                self._transport.send(request), request.timeout
-            )
+            async with timeout_scope(request.timeout):
+                return await self._transport.send(request)
         except InstaxError:
             raise
         except (asyncio.TimeoutError, TimeoutError) as exc:
