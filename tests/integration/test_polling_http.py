@@ -147,7 +147,10 @@ async def test_the_deadline_raises_poll_timeout_with_the_last_status(serve: Any)
     assert isinstance(caught.value, TimeoutError)
     last = caught.value.last_status
     assert isinstance(last, BlockchainStatus) and last.hash is None
-    assert last.status == f"step-{provider.counts['wd_1']}"  # really the last one seen
+    # really the last answer seen; the server may have counted one more request whose answer
+    # the deadline cut off
+    answered = provider.counts["wd_1"]
+    assert last.status in (f"step-{answered}", f"step-{answered - 1}")
 
 
 async def test_cancelling_the_task_stops_the_requests(serve: Any) -> None:
