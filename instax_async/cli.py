@@ -118,9 +118,8 @@ async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) 
             for label, session in (("sending", sending), ("receiving", receiving)):
                 say(f"{label:<9} {session.id}  checkout: {session.iframe_url}")
             step = "pay the sending session and decline the receiving one"
-            paid, declined = await asyncio.gather(
-                sandbox.complete(sending.id), sandbox.fail(receiving.id)
-            )
+            paid: dict[str, Any]
+            paid, _ = await asyncio.gather(sandbox.complete(sending.id), sandbox.fail(receiving.id))
             step = "receive and verify both webhooks"
 
             async def both_webhooks() -> None:
@@ -150,7 +149,6 @@ async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) 
             widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
             for row in rows:
                 say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-            del declined
     except (InstaxError, DemoFailure, TimeoutError, asyncio.TimeoutError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         say(f"demo failed at step '{step}': {type(exc).__name__}: {detail}")

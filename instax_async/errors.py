@@ -65,7 +65,9 @@ class WebhookVerificationError(InstaxError):
     the HTTP status they answer with.
     """
 
-    reason: Any = None
+    def __init__(self, message: str, *, reason: Any = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PollTimeoutError(InstaxError, TimeoutError):

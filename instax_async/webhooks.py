@@ -58,9 +58,7 @@ class VerificationFailure(str, enum.Enum):
 
 
 def _failure(reason: VerificationFailure, message: str) -> WebhookVerificationError:
-    error = WebhookVerificationError(message)
-    error.reason = reason
-    return error
+    return WebhookVerificationError(message, reason=reason)
 
 
 def _as_bytes(body: object) -> bytes:

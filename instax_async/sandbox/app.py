@@ -19,7 +19,7 @@ import attrs
 from aiohttp import web
 
 from ..errors import ValidationError
-from ..payloads import AmountDirection, SessionRequest
+from ..payloads import _WIRE_FIELDS, AmountDirection, SessionRequest
 from ..serialization import dumps, loads
 from ..webhooks import SIGNATURE_HEADER, sign
 from .events import webhook_payload
@@ -39,22 +39,8 @@ DEFAULT_RATES: Mapping[str, Decimal] = {
     "DKK": Decimal("0.145"),
 }
 
-_WIRE_TO_FIELD = {
-    "amountDirection": "amount_direction",
-    "fromCurrency": "from_currency",
-    "toCurrency": "to_currency",
-    "fromAmount": "from_amount",
-    "toAmount": "to_amount",
-    "accountRefId": "account_ref_id",
-    "address": "address",
-    "webhookRef": "webhook_ref",
-    "returnUrl": "return_url",
-    "method": "method",
-    "email": "email",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "country": "country",
-}
+# The wire names SessionRequest itself uses, read back: one naming rule for both sides.
+_WIRE_TO_FIELD = {wire: name for name, wire in _WIRE_FIELDS}
 
 
 def _fraction(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
