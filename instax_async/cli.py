@@ -184,6 +184,22 @@ def _client(args: argparse.Namespace) -> AsyncSession:
     return AsyncSession(api_key=args.api_key, base_url=args.base_url, timeout=args.timeout)
 
 
+# SessionRequest fields and the ``session create`` options that set them.
+_CREATE_FLAGS = {
+    "from_amount": "--amount",
+    "to_amount": "--amount",
+    "from_currency": "--from",
+    "to_currency": "--to",
+    "address": "--address",
+    "webhook_ref": "--webhook-ref",
+    "return_url": "--return-url",
+    "account_ref_id": "--account-ref-id",
+    "method": "--method",
+    "email": "--email",
+    "country": "--country",
+}
+
+
 def _cmd_session_create(args: argparse.Namespace) -> int:
     optional = {
         key: value
@@ -200,20 +216,27 @@ def _cmd_session_create(args: argparse.Namespace) -> int:
     }
     if args.allow_unlisted:
         optional["allow_unlisted"] = True
-    if args.direction == "sending":
-        request = SessionRequest.sending(
-            from_amount=args.amount,
-            from_currency=args.from_currency,
-            to_currency=args.to_currency,
-            **optional,
-        )
-    else:
-        request = SessionRequest.receiving(
-            to_amount=args.amount,
-            from_currency=args.from_currency,
-            to_currency=args.to_currency,
-            **optional,
-        )
+    try:
+        if args.direction == "sending":
+            request = SessionRequest.sending(
+                from_amount=args.amount,
+                from_currency=args.from_currency,
+                to_currency=args.to_currency,
+                **optional,
+            )
+        else:
+            request = SessionRequest.receiving(
+                to_amount=args.amount,
+                from_currency=args.from_currency,
+                to_currency=args.to_currency,
+                **optional,
+            )
+    except ValidationError as exc:
+        # Name the option the user typed, not the SessionRequest field behind it.
+        field = exc.field or ""
+        flag = _CREATE_FLAGS.get(field, field)
+        detail = str(exc).removeprefix(f"{field}: ")
+        raise UsageError(f"instax: {flag}: {detail}" if flag else f"instax: {detail}") from None
 
     async def create() -> Any:
         async with _client(args) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["checkout_page", "not_found_page"]
@@ -59,6 +60,11 @@ document.getElementById("decline").addEventListener(
 """
 
 
+def _plain(amount: Decimal) -> str:
+    """``Decimal("1E+3")`` (as ``"1e3"`` was sent) → ``1000``: no exponent on the page."""
+    return format(amount, "f")
+
+
 def checkout_page(session: dict[str, Any]) -> str:
     """The checkout page of one sandbox session."""
     e = html.escape
@@ -78,10 +84,10 @@ def checkout_page(session: dict[str, Any]) -> str:
 <h1>Sandbox checkout</h1>
 <div class="muted">Session <code>{e(session["id"])}</code></div>
 <div class="amounts">
-  <div><span class="muted">You pay</span><b id="from">{e(str(session["from_amount"]))}
+  <div><span class="muted">You pay</span><b id="from">{e(_plain(session["from_amount"]))}
   {e(session["from_currency"])}</b></div>
   <div style="text-align:right"><span class="muted">You receive</span>
-  <b id="to">{e(str(session["to_amount"]))} {e(session["to_currency"])}</b></div>
+  <b id="to">{e(_plain(session["to_amount"]))} {e(session["to_currency"])}</b></div>
 </div>
 <label for="card">Card number</label>
 <input id="card" inputmode="numeric" autocomplete="off" placeholder="4242 4242 4242 4242"{disabled}>
