@@ -6,6 +6,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
+from hypothesis import settings
+
+# The machine running the suite is shared and its speed varies: hypothesis's per-example
+# deadline (200 ms) would turn a slow moment into a failure that says nothing about the code.
+settings.register_profile("instax", deadline=None)
+settings.load_profile("instax")
 
 StartServer = Callable[[web.Application], Awaitable[str]]
 
