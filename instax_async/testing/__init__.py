@@ -30,7 +30,23 @@ fixture or a recorder starts.
 
 from __future__ import annotations
 
-from ._factories import make_webhook
-from ._recorder import WebhookRecorder
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._factories import make_webhook
+    from ._recorder import WebhookRecorder
 
 __all__ = ["WebhookRecorder", "make_webhook"]
+
+# Imported on first use: pytest imports this package with the plugin in every project.
+_LAZY = {"WebhookRecorder": "._recorder", "make_webhook": "._factories"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'instax_async.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

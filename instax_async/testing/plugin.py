@@ -2,9 +2,9 @@
 
 pytest loads this module through the ``pytest11`` entry point named ``instax_async`` in every
 project where ``instax-async`` is installed, so importing it must cost next to nothing: it
-imports pytest, pytest-asyncio (both loaded by then), the :mod:`instax_async` package (Python
-imports a package before its modules) and the light :mod:`instax_async.testing`; aiohttp's
-server side and the sandbox load when a fixture first runs. ``-p no:instax_async`` turns the
+imports pytest, pytest-asyncio (both loaded by then), and the :mod:`instax_async` and
+:mod:`instax_async.testing` packages, which import their public names on first use; the models,
+aiohttp and the sandbox load when a fixture first runs. ``-p no:instax_async`` turns the
 plugin off.
 
 The fixtures are async and function-scoped, so every test starts from a fresh sandbox:
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..errors import ValidationError
-from ._recorder import WebhookRecorder
 
 if TYPE_CHECKING:
     from ..client import AsyncSession
     from ..sandbox import Sandbox, SandboxConfig
+    from ._recorder import WebhookRecorder
 
 __all__ = [
     "CLIENT_API_KEY",
@@ -160,6 +160,8 @@ async def instax_webhooks() -> AsyncIterator[WebhookRecorder]:
     ``url``, ``secret``, ``events``, ``refused`` and ``await wait_for(session_id=..., status=...,
     reference=..., timeout=5.0)``: see :class:`~instax_async.testing.WebhookRecorder`.
     """
+    from ._recorder import WebhookRecorder
+
     async with WebhookRecorder() as recorder:
         yield recorder
 
