@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "checkout_example.py"
+from tests.markdown_blocks import blocks
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_example() -> str:
+    """The README's complete test file ("Testing your integration"), exactly as shown."""
+    for block in blocks(README):
+        if block.kind == "fragment" and "import pytest_asyncio" in block.source:
+            return block.source
+    raise AssertionError("README.md shows no test file for the pytest plugin")
 
 NO_TASK_LEFT_BEHIND = """
 import asyncio
@@ -151,7 +161,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def add_readme_example(pytester: pytest.Pytester) -> None:
     """The README's "Testing your integration" file, as a user's tests/test_checkout.py."""
-    (pytester.path / "test_checkout.py").write_text(EXAMPLE.read_text())
+    (pytester.path / "test_checkout.py").write_text(readme_example())
 
 
 def test_strict_mode_the_fixtures_and_the_readme_example(project: pytest.Pytester) -> None:
