@@ -253,3 +253,15 @@ def test_max_concurrency_follows_the_running_loop() -> None:
 
     assert asyncio.run(burst()) == 3
     assert asyncio.run(burst()) == 3  # the first loop's semaphore would raise RuntimeError
+
+
+async def test_closing_an_already_closed_session_is_harmless(thread_server: str) -> None:
+    transport = AiohttpTransport()
+    async with AsyncSession(base_url=thread_server, transport=transport) as client:
+        await client.create_session(SENDING)
+    session = transport._session
+    assert session is not None and not session.closed  # a passed transport stays open
+    await session.close()
+    await transport.aclose()
+    await transport.aclose()
+    assert transport._session is None
