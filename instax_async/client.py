@@ -37,7 +37,7 @@ from .retry import (
     parse_retry_after,
 )
 from .serialization import converter, loads
-from .transports.base import Request, Response, Transport
+from .transports.base import Request, Response, Transport, scrub_exception, secret_values
 
 __all__ = ["AsyncSession", "DEFAULT_BASE_URL"]
 
@@ -130,7 +130,8 @@ class AsyncSession:
     :param base_url: defaults to ``INSTAX_BASE_URL``, else ``https://instaxchange.com``.
     :param transport: how requests travel; :class:`~instax_async.AiohttpTransport` by default.
         A transport passed in is not closed by :meth:`aclose` (close it yourself); the default
-        one is.
+        one is. The default one follows the running event loop, so one client can serve
+        successive ``asyncio.run`` calls; a session or client of your own is tied to its loop.
     :param timeout: seconds each attempt may take, connection included. ``None`` is refused.
     :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
     :param max_concurrency: the most requests this client has in flight at once (``None``: no
@@ -177,7 +178,8 @@ class AsyncSession:
                 field="max_concurrency",
             )
         self._max_concurrency = max_concurrency
-        self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         if transport is None:
             from .transports.aiohttp import AiohttpTransport
 
@@ -543,6 +545,7 @@ class AsyncSession:
         return cls(message, status=status, body=response.content, headers=response.headers)
 
     async def _send_once(self, request: Request) -> Response:
+        error: APIConnectionError
         try:
             if self._transport_times_out:
                 return await self._transport.send(request)
@@ -551,18 +554,38 @@ class AsyncSession:
         except InstaxError:
             raise
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise APITimeoutError(
+            cause = scrub_exception(exc, secret_values(request.headers))
+            error = APITimeoutError(
                 f"{request.method} {request.url} timed out after {request.timeout:g} s"
-            ) from exc
+            )
         except Exception as exc:
-            raise APIConnectionError(
-                f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            cause = scrub_exception(exc, secret_values(request.headers))
+            error = APIConnectionError(
+                f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+            )
+        # outside the except blocks, so that the transport's exception (which may hold the
+        # request headers) does not ride along as __context__
+        raise error from cause
+
+    def _limiter(self) -> asyncio.Semaphore | None:
+        """The ``max_concurrency`` semaphore of the running event loop.
+
+        An ``asyncio.Semaphore`` binds to the first loop it waits in; a client used in a second
+        loop (a second ``asyncio.run``) gets a fresh one there.
+        """
+        if self._max_concurrency is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:
+            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            self._semaphore_loop = loop
+        return self._semaphore
 
     async def _send_limited(self, request: Request) -> Response:
-        if self._semaphore is None:
+        semaphore = self._limiter()
+        if semaphore is None:
             return await self._send_once(request)
-        async with self._semaphore:
+        async with semaphore:
             return await self._send_once(request)
 
     async def _get_once(self, url: str, timeout: float) -> Response:

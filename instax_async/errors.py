@@ -13,6 +13,7 @@ from the libraries underneath are always wrapped (the original is kept as ``__ca
     ├── APIConnectionError                      the request did not complete
     │   └── APITimeoutError
     └── APIStatusError                          the API answered, but not with success
+        ├── ResponseTooLargeError a body past the transport's max_response_bytes
         ├── BadRequestError       400, 422
         ├── AuthenticationError   401, 403
         ├── NotFoundError         404
@@ -35,12 +36,15 @@ __all__ = [
     "NotFoundError",
     "PollTimeoutError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "ValidationError",
     "WebhookVerificationError",
 ]
 
 _BODY_PREVIEW = 200
+#: The most bytes of a refused body that :class:`ResponseTooLargeError` keeps.
+RESPONSE_PREFIX_BYTES = 4096
 
 
 class InstaxError(Exception):
@@ -124,6 +128,33 @@ class APIStatusError(InstaxError):
             more = "…" if len(self.body) > _BODY_PREVIEW else ""
             return f"{text} (HTTP {self.status}; body: {preview}{more})"
         return f"{text} (HTTP {self.status})"
+
+
+class ResponseTooLargeError(APIStatusError):
+    """The response body is larger than the transport's ``max_response_bytes``; it was not read.
+
+    The transport stopped reading at the limit (counted after decompression) or refused at once
+    when ``Content-Length`` said the body would not fit, and closed the connection. ``status``
+    and ``headers`` are the response's; ``body`` keeps only the first bytes read, at most 4 KiB
+    and never more than the limit, and is empty when the transport refused on
+    ``Content-Length`` alone. ``max_response_bytes`` is the limit that was exceeded.
+
+    Never retried, whatever the status: a server that sent too much once will do it again.
+    Raise the limit (``AiohttpTransport(max_response_bytes=...)``) if the body was legitimate.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        max_response_bytes: int | None = None,
+    ) -> None:
+        prefix = body[:RESPONSE_PREFIX_BYTES]
+        super().__init__(message, status=status, body=prefix, headers=headers)
+        self.max_response_bytes = max_response_bytes
 
 
 class BadRequestError(APIStatusError):
