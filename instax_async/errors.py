@@ -101,11 +101,28 @@ class APITimeoutError(APIConnectionError):
     """The request did not complete within the configured timeout."""
 
 
+#: Response headers that carry the server's id for a request, most specific first.
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
+
+
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    """The server's id for a request (``x-request-id``, ``request-id`` or ``cf-ray``), if any."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value is None and not hasattr(headers, "getall"):  # a plain dict: any case
+            value = next((v for k, v in headers.items() if k.lower() == name), None)
+        if value:
+            return value
+    return None
+
+
 class APIStatusError(InstaxError):
     """The API answered with a status that is not success, or with an unusable body.
 
     ``status`` is the HTTP status, ``body`` the raw response body (bytes), ``headers`` the
-    response headers.
+    response headers, and ``request_id`` the server's id for the request (from
+    ``x-request-id``, ``request-id`` or ``cf-ray``), or ``None``: quote it to the provider's
+    support.
     """
 
     def __init__(
@@ -120,14 +137,18 @@ class APIStatusError(InstaxError):
         self.status = status
         self.body = body
         self.headers: Mapping[str, str] = dict(headers or {})
+        self.request_id: str | None = request_id_from(headers) if headers else None
 
     def __str__(self) -> str:
         text = super().__str__()
+        details = f"HTTP {self.status}"
+        if self.request_id:
+            details += f"; request id {self.request_id}"
         if self.body:
             preview = self.body[:_BODY_PREVIEW].decode("utf-8", "replace")
             more = "…" if len(self.body) > _BODY_PREVIEW else ""
-            return f"{text} (HTTP {self.status}; body: {preview}{more})"
-        return f"{text} (HTTP {self.status})"
+            details += f"; body: {preview}{more}"
+        return f"{text} ({details})"
 
 
 class ResponseTooLargeError(APIStatusError):
