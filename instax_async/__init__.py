@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._logging import configure_from_env as _configure_logging
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -85,6 +86,9 @@ _LAZY: dict[str, str] = {
     "WebhookEvent": ".models",
     "WebhookVerificationError": ".errors",
 }
+
+
+_configure_logging()  # INSTAX_LOG=debug|info|warning: a stderr handler; unset: none
 
 
 def __getattr__(name: str) -> Any:

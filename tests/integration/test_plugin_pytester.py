@@ -26,6 +26,7 @@ def readme_example() -> str:
             return block.source
     raise AssertionError("README.md shows no test file for the pytest plugin")
 
+
 NO_TASK_LEFT_BEHIND = """
 import asyncio
 
