@@ -24,6 +24,9 @@ as the SDK's errors from a scrubbed copy (:func:`~instax_async.transports.base.s
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import ipaddress
 import math
 import ssl as ssl_module
 import zlib
@@ -60,6 +63,54 @@ async def _close_when_loop_ends(session: aiohttp.ClientSession) -> AsyncGenerato
             await session.close()
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _basic(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+
+
+def _route_from_env(origin: str) -> dict[str, Any]:
+    """``proxy``, ``proxy_headers`` and ``Authorization`` for requests to ``origin``.
+
+    From ``HTTP(S)_PROXY`` / ``NO_PROXY`` (with credentials in the proxy URL or ``.netrc``) and
+    ``.netrc`` for the origin's host, as aiohttp's ``trust_env`` reads them; nothing for
+    loopback.
+    """
+    from aiohttp.helpers import get_env_proxy_for_url, netrc_from_env
+    from yarl import URL
+
+    url = URL(origin)
+    host = url.host or ""
+    if _is_loopback(host):
+        return {}
+    route: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    with contextlib.suppress(LookupError):
+        proxy, proxy_auth = get_env_proxy_for_url(url)
+        route["proxy"] = proxy
+        if proxy_auth is not None:
+            credentials = _basic(proxy_auth.login, proxy_auth.password)
+            if url.scheme == "https":  # sent with the CONNECT request to the proxy
+                route["proxy_headers"] = {"Proxy-Authorization": credentials}
+            else:  # a plain-HTTP request goes to the proxy itself
+                headers["Proxy-Authorization"] = credentials
+    netrc = netrc_from_env()
+    entry = netrc.authenticators(host) if netrc is not None else None
+    if entry is not None:
+        login, account, password = entry
+        headers["Authorization"] = _basic(login or account or "", password or "")
+    if headers:
+        route["headers"] = headers
+    return route
+
+
 class AiohttpTransport:
     """Send requests with aiohttp.
 
@@ -69,8 +120,11 @@ class AiohttpTransport:
     :param limit: the connection pool size of the session this transport creates.
     :param ssl: an ``ssl.SSLContext``, ``False`` to skip certificate checks (loopback tests
         only), or ``None`` for aiohttp's default verification.
-    :param proxy: an HTTP proxy URL for every request.
-    :param trust_env: read proxy settings and ``.netrc`` from the environment.
+    :param proxy: an HTTP proxy URL for every request (used as given, even for loopback).
+    :param trust_env: honour ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and ``.netrc``
+        from the environment (the default, as in httpx and openai-python). They are read once
+        per origin, on its first request. Loopback addresses (``localhost``, ``127.0.0.0/8``,
+        ``::1``: the sandbox, tests) are never proxied.
     :param max_response_bytes: the most bytes of a response body the transport reads, counted
         after decompression (16 MiB by default). A larger body raises
         :class:`~instax_async.ResponseTooLargeError` and its connection is closed.
@@ -90,7 +144,7 @@ class AiohttpTransport:
         limit: int = 100,
         ssl: ssl_module.SSLContext | bool | None = None,
         proxy: str | None = None,
-        trust_env: bool = False,
+        trust_env: bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -108,6 +162,8 @@ class AiohttpTransport:
         self._proxy = proxy
         self._trust_env = trust_env
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        # proxy and netrc credentials per origin ("https://host:port"), read on first use
+        self._routes: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         mode = "owned" if self._owns_session else "shared"
@@ -135,9 +191,9 @@ class AiohttpTransport:
         # loop is still open, asyncio's finalizer for async generators closes the old session
         # there, the next time that loop runs.
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
-        session = aiohttp.ClientSession(
-            connector=connector, trust_env=self._trust_env, auto_decompress=False
-        )
+        # trust_env is handled here, once per origin (see _route): aiohttp's own would look the
+        # environment up in a thread on every request, and would proxy loopback too
+        session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
         guard = _close_when_loop_ends(session)
         self._session, self._loop, self._guard = session, loop, guard
         await guard.__anext__()  # runs to its ``yield`` at once: registered with this loop
@@ -166,19 +222,19 @@ class AiohttpTransport:
                 f"could not connect to {exc.host}:{exc.port}: {exc.os_error}",
                 connect_failed=True,
             )
-            cause = _scrub(exc, request)
+            cause = self._scrub(exc, request)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             error = APITimeoutError(
                 f"{request.method} {request.url} timed out after {request.timeout:g} s"
             )
-            cause = _scrub(exc, request)
+            cause = self._scrub(exc, request)
         except aiohttp.ClientError as exc:
-            cause = _scrub(exc, request)
+            cause = self._scrub(exc, request)
             error = APIConnectionError(
                 f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
             )
         except zlib.error as exc:
-            cause = _scrub(exc, request)
+            cause = self._scrub(exc, request)
             error = APIConnectionError(
                 f"{request.method} {request.url} failed: the response body does not "
                 f"decompress ({cause})"
@@ -187,11 +243,32 @@ class AiohttpTransport:
         # request headers, would become the new error's __context__
         raise error from cause
 
+    def _route(self, url: str) -> dict[str, Any]:
+        """The ``proxy`` / ``proxy_auth`` / ``auth`` keywords for a URL's origin."""
+        end = url.find("/", url.find("//") + 2)
+        origin = url if end < 0 else url[:end]
+        route = self._routes.get(origin)
+        if route is None:
+            route = self._routes[origin] = _route_from_env(origin) if self._trust_env else {}
+        return route
+
+    def _scrub(self, exc: BaseException, request: Request) -> BaseException:
+        secrets = secret_values(request.headers)
+        if self._owns_session and self._proxy is None:  # credentials this transport added
+            secrets += tuple(self._route(request.url).get("headers", {}).values())
+        return scrub_exception(exc, secrets, _redact)
+
     async def _exchange(self, session: aiohttp.ClientSession, request: Request) -> Response:
-        kwargs: dict[str, Any] = {}
-        if self._proxy is not None:
-            kwargs["proxy"] = self._proxy
         headers = request.headers
+        if self._proxy is not None:
+            kwargs: dict[str, Any] = {"proxy": self._proxy}
+        elif self._owns_session:
+            kwargs = self._route(request.url)
+            if "headers" in kwargs:  # credentials for the proxy or from .netrc
+                kwargs = dict(kwargs)
+                headers = {**headers, **kwargs.pop("headers")}
+        else:
+            kwargs = {}  # a caller's session applies its own trust_env
         inflating = not session.auto_decompress
         if inflating and not any(name.lower() == "accept-encoding" for name in headers):
             headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
@@ -255,10 +332,6 @@ def _check_shared(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoo
             "aiohttp.ClientSession() as session: ...) with a transport and AsyncSession for "
             "that loop, or pass no session and let the transport manage its own."
         )
-
-
-def _scrub(exc: BaseException, request: Request) -> BaseException:
-    return scrub_exception(exc, secret_values(request.headers), _redact)
 
 
 def _redact(exc: BaseException) -> None:
