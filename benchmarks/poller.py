@@ -17,6 +17,14 @@ that the memory it reports is the poller's and not what earlier benchmarks left 
 - awaits every watch, timing each from ``watch()`` to its hash;
 - reads the poll times from the server: the achieved rate against ``rate_limit`` (the mean,
   the busiest 1-second window, which must not exceed the limit, and the slowest full one).
+
+Then the rate limit alone, as the server counts it (:func:`_measure_limit`): ``rate_limit=40``
+with the limiter kept busy, and ``rate_limit=20`` while a task blocks the event loop for 40 ms
+every 200 ms (``time.sleep(0.04)``: a stand-in for CPU-bound work on the loop). For each: the
+most requests in any closed 1-second window ``[t, t + 1]`` at the server, which must not exceed
+``rate_limit``, the mean rate and the smallest gap between two requests.
+
+``python -m benchmarks.poller --limits-only`` runs just these scenarios (a few seconds).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import argparse
 import asyncio
 import functools
 import gc
+import itertools
 import json
 import subprocess
 import sys
@@ -67,10 +76,18 @@ def missing_poller() -> str | None:
     return None
 
 
+#: The rate-limit scenarios: (name, rate_limit, watches, stall every / for (s) or None).
+LIMIT_SCENARIOS: list[tuple[str, float, int, tuple[float, float] | None]] = [
+    ("steady", 40.0, 200, None),
+    ("stalls", 20.0, 100, (0.2, 0.04)),
+]
+
+
 def window_counts(times: list[float], rate_limit: float) -> dict[str, Any]:
     """The busiest and the slowest 1-second window of sorted request ``times`` (seconds).
 
-    Windows start at each request; the slowest only counts windows that end before the last
+    Windows are closed, ``[t, t + 1]``, and start at each request (the busiest window of any
+    kind starts at a request); the slowest only counts windows that end before the last
     request (full windows).
     """
     if not times:
@@ -80,22 +97,24 @@ def window_counts(times: list[float], rate_limit: float) -> dict[str, Any]:
     end = 0
     last = times[-1]
     for start, t0 in enumerate(times):
-        while end < len(times) and times[end] < t0 + 1.0:
+        while end < len(times) and times[end] <= t0 + 1.0:
             end += 1
         count = end - start
         busiest = max(busiest, count)
         if t0 + 1.0 <= last:
             slowest = count if slowest is None else min(slowest, count)
     span = last - times[0]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     return {
         "requests": len(times),
         "span_seconds": round(span, 3),
-        "mean_rps": round(len(times) / span, 1) if span > 0 else None,
+        # (n - 1) intervals in the span: the rate the requests actually left at
+        "mean_rps": round((len(times) - 1) / span, 1) if span > 0 else None,
         "busiest_1s_window": busiest,
         "slowest_full_1s_window": slowest,
+        "smallest_gap_ms": round(min(gaps) * 1000, 3) if gaps else None,
         "rate_limit": rate_limit,
-        # one request of slack: a window can start and end exactly on two spaced requests
-        "respects_rate_limit": busiest <= rate_limit + 1,
+        "respects_rate_limit": busiest <= rate_limit,
     }
 
 
@@ -185,6 +204,58 @@ async def _measure(base_url: str, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _stall(every: float, block: float) -> None:
+    """Block the event loop for ``block`` seconds every ``every`` seconds, as CPU work would."""
+    while True:
+        await asyncio.sleep(every - block)
+        time.sleep(block)  # noqa: ASYNC251 - the point: a loop blocked as CPU work blocks it
+
+
+async def _measure_limit(
+    base_url: str, rate_limit: float, watches: int, stall: tuple[float, float] | None
+) -> dict[str, Any]:
+    """``watches`` ids, each pending once, through ``rate_limit``: the rate the server saw."""
+    from instax_async import AsyncSession, BlockchainPoller
+
+    async with AsyncSession("bench-api-key", base_url=base_url) as client:
+        await client.blockchain_status("wd_warmup")
+        await _bench_get(base_url, "/_bench/reset?pending_polls=1", "POST")
+        staller = asyncio.ensure_future(_stall(*stall)) if stall else None
+        try:
+            async with BlockchainPoller(
+                client, concurrency=10, interval=0.05, max_interval=0.1, rate_limit=rate_limit
+            ) as poller:
+                outcomes = await asyncio.gather(
+                    *(poller.watch(f"wd_{n:06d}") for n in range(watches)),
+                    return_exceptions=True,
+                )
+        finally:
+            if staller is not None:
+                staller.cancel()
+                await asyncio.gather(staller, return_exceptions=True)
+    stats = await _bench_get(base_url, "/_bench/stats")
+    return {
+        "rate_limit": rate_limit,
+        "watches": watches,
+        "stall": None if stall is None else {"every_s": stall[0], "block_s": stall[1]},
+        "errors": sum(isinstance(o, BaseException) for o in outcomes),
+        **window_counts(sorted(stats["poll_times"]), rate_limit),
+    }
+
+
+def child_limits(quick: bool) -> list[dict[str, Any]]:
+    """The rate-limit scenarios (in the child interpreter), against a server of their own."""
+    from .server import ServerProcess
+
+    results = []
+    with ServerProcess() as server:
+        for name, rate, watches, stall in LIMIT_SCENARIOS:
+            count = max(20, watches // 4) if quick else watches
+            measured = asyncio.run(_measure_limit(server.url, rate, count, stall))
+            results.append({"scenario": name, **measured})
+    return results
+
+
 def child(quick: bool) -> dict[str, Any]:
     """The measurement itself (in the child interpreter)."""
     from .server import ServerProcess
@@ -192,7 +263,7 @@ def child(quick: bool) -> dict[str, Any]:
     params = _parameters(quick)
     with ServerProcess(pending_polls=params["pending_polls"]) as server:
         measured = asyncio.run(_measure(server.url, params))
-    return {"parameters": params, **measured}
+    return {"parameters": params, **measured, "limits": child_limits(quick)}
 
 
 def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -232,32 +303,56 @@ def markdown(result: dict[str, Any]) -> str:
     verdict = "respected" if rate["respects_rate_limit"] else "**exceeded**"
     slowest = rate.get("slowest_full_1s_window")
     slowest = "n/a (shorter than 1 s)" if slowest is None else f"{slowest:,}"
-    return "\n".join(
-        [
-            f"### {TITLE}",
-            "",
-            f"{result['watched']:,} tx ids, each `pending` for {p['pending_polls']} poll(s) "
-            f"then hashed; `BlockchainPoller(concurrency={p['concurrency']}, "
-            f"interval={p['interval']}, rate_limit={p['rate_limit']:g})`.",
-            "",
-            "| measure | value |",
-            "|---|---:|",
-            f"| ids hashed / errors | {result['hashes']:,} / {result['errors']:,} |",
-            f"| requests (expected) | {result['server_requests']:,} "
-            f"({result['expected_requests']:,}) |",
-            f"| mean req/s (rate_limit {p['rate_limit']:g}) | {rate.get('mean_rps') or 0:,.0f} |",
-            f"| busiest 1-s window (limit {verdict}) | {rate.get('busiest_1s_window', 0):,} |",
-            f"| slowest full 1-s window | {slowest} |",
-            f"| time to hash p50 / p90 / p99 / max (s) | {tth['p50']:.2f} / {tth['p90']:.2f} / "
-            f"{tth['p99']:.2f} / {tth['max'] or 0:.2f} |",
-            f"| added RSS after {result['watched']:,} watch() calls | "
-            f"{result['added_rss_kib'] / 1024:.1f} MiB "
-            f"({result['added_rss_bytes_per_watch']:,} B per id) |",
-            f"| RSS before / all done / after close (MiB) | "
-            f"{result['rss_kib']['before'] / 1024:.1f} / {result['rss_kib']['all_done'] / 1024:.1f}"
-            f" / {result['rss_kib']['after_close'] / 1024:.1f} |",
-        ]
-    )
+    lines = [
+        f"### {TITLE}",
+        "",
+        f"{result['watched']:,} tx ids, each `pending` for {p['pending_polls']} poll(s) "
+        f"then hashed; `BlockchainPoller(concurrency={p['concurrency']}, "
+        f"interval={p['interval']}, rate_limit={p['rate_limit']:g})`.",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| ids hashed / errors | {result['hashes']:,} / {result['errors']:,} |",
+        f"| requests (expected) | {result['server_requests']:,} "
+        f"({result['expected_requests']:,}) |",
+        f"| mean req/s (rate_limit {p['rate_limit']:g}) | {rate.get('mean_rps') or 0:,.0f} |",
+        f"| busiest 1-s window (limit {verdict}) | {rate.get('busiest_1s_window', 0):,} |",
+        f"| slowest full 1-s window | {slowest} |",
+        f"| time to hash p50 / p90 / p99 / max (s) | {tth['p50']:.2f} / {tth['p90']:.2f} / "
+        f"{tth['p99']:.2f} / {tth['max'] or 0:.2f} |",
+        f"| added RSS after {result['watched']:,} watch() calls | "
+        f"{result['added_rss_kib'] / 1024:.1f} MiB "
+        f"({result['added_rss_bytes_per_watch']:,} B per id) |",
+        f"| RSS before / all done / after close (MiB) | "
+        f"{result['rss_kib']['before'] / 1024:.1f} / {result['rss_kib']['all_done'] / 1024:.1f}"
+        f" / {result['rss_kib']['after_close'] / 1024:.1f} |",
+        f"| smallest gap between two requests | {rate.get('smallest_gap_ms') or 0:.3f} ms |",
+    ]
+    limits = result.get("limits")
+    if limits:
+        lines += ["", limits_markdown(limits)]
+    return "\n".join(lines)
+
+
+def limits_markdown(limits: list[dict[str, Any]]) -> str:
+    """The table of the rate-limit scenarios: what the server counted."""
+    lines = [
+        "The rate limit as the server counts it: the most requests in any closed 1-s window "
+        "`[t, t + 1]` (must be <= `rate_limit`). *stalls*: a task blocks the event loop for "
+        "40 ms every 200 ms.",
+        "",
+        "| scenario | rate_limit | requests | busiest 1-s window | mean req/s "
+        "| smallest gap (ms; 1/rate_limit) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for item in limits:
+        verdict = "" if item["respects_rate_limit"] else " **exceeded**"
+        lines.append(
+            f"| {item['scenario']} | {item['rate_limit']:g} | {item['requests']:,} "
+            f"| {item['busiest_1s_window']:,}{verdict} | {item['mean_rps'] or 0:,.1f} "
+            f"| {item['smallest_gap_ms'] or 0:.1f}; {1000 / item['rate_limit']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -265,7 +360,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.poller")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", action="store_true", help="measure here, print one JSON line")
+    parser.add_argument(
+        "--limits-only", action="store_true", help="only the rate-limit scenarios, in this process"
+    )
     args = parser.parse_args(argv)
+    if args.limits_only:
+        limits = child_limits(args.quick)
+        print(json.dumps(limits) if args.child else limits_markdown(limits))
+        return
     if args.child:
         print(json.dumps(child(args.quick)))
         return

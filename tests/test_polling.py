@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
 import itertools
 import json
@@ -34,7 +35,15 @@ from instax_async import (
     SessionStatusValue,
     ValidationError,
 )
-from instax_async.polling import PollOptions, is_transient, poll, retry_after
+from instax_async.polling import (
+    RATE_CATCH_UP,
+    RATE_MARGIN,
+    PollOptions,
+    _send_spacing,
+    is_transient,
+    poll,
+    retry_after,
+)
 
 NO_RETRY = RetryPolicy(max_retries=0)
 PENDING = {"status": "pending"}
@@ -834,6 +843,11 @@ async def test_a_waiter_cancelled_while_its_request_is_out_drops_the_answer(
     assert len(asked) == 1
 
 
+def busiest(times: list[float], window: float = 1.0) -> int:
+    """The most of the sorted ``times`` in any closed window ``[t, t + window]``."""
+    return max((bisect.bisect_right(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
 async def test_poller_concurrency_and_even_rate(fake: FakeTime) -> None:
     in_flight = peak = 0
     times: list[float] = []
@@ -856,7 +870,9 @@ async def test_poller_concurrency_and_even_rate(fake: FakeTime) -> None:
         assert 0 < len(poller._tasks) <= 1 + 3  # the dispatcher and at most 3 workers
     assert peak <= 3 and len(times) == 12
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(gap == pytest.approx(0.25) for gap in gaps)  # one every 1/rate_limit s
+    # evenly spaced, a little over 1/rate_limit apart: never a burst, and never 5 in a second
+    assert all(0.25 <= gap <= 0.257 for gap in gaps)
+    assert busiest(times) == 4
 
 
 async def test_the_rate_is_not_saved_up_while_idle(fake: FakeTime) -> None:
@@ -871,7 +887,79 @@ async def test_the_rate_is_not_saved_up_while_idle(fake: FakeTime) -> None:
         await fake.sleep(100.0)  # a long quiet spell earns no burst
         await asyncio.gather(*(poller.watch(f"b{n}") for n in range(3)))
     assert times[1] - times[0] == pytest.approx(100.0)  # the first after the pause goes at once
-    assert [b - a for a, b in itertools.pairwise(times[1:])] == [pytest.approx(0.5)] * 2
+    assert all(0.5 <= b - a <= 0.513 for a, b in itertools.pairwise(times[1:]))
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "window", "most"),
+    [
+        (10, 1.0, 10),
+        (40, 1.0, 40),
+        (200, 1.0, 200),
+        (1000, 1.0, 1000),
+        (2.5, 2.0, 5),  # 2.5 per second: 5 in any 2 s, and at most 3 (rounded up) in one
+        (2.5, 1.0, 3),
+        (0.5, 2.0, 1),  # one every 2 s
+    ],
+)
+async def test_a_stalled_loop_never_sends_a_burst(
+    fake: FakeTime, rate_limit: float, window: float, most: int
+) -> None:
+    times: list[float] = []
+
+    def handler(request: Request) -> Response:
+        times.append(fake.now)
+        return answer(DONE)
+
+    # the loop wakes the scheduler a little late, or very late (a stall), now and then
+    lateness = itertools.cycle([0.0, 0.0004, 0.3, 0.0, 0.0019, 0.004, 0.0, 1.7, 0.001, 0.05])
+
+    async def late_sleep(seconds: float) -> None:
+        await fake.sleep(seconds)
+        fake.now += next(lateness)
+
+    count = int(max(1.2 * rate_limit, 12))
+    async with (
+        make_client(handler) as client,
+        BlockchainPoller(
+            client, rate_limit=rate_limit, concurrency=8, sleep=late_sleep, clock=fake.clock
+        ) as poller,
+    ):
+        await asyncio.gather(*(poller.watch(f"tx{n}") for n in range(count)))
+    assert len(times) == count
+    assert busiest(times, window) <= most
+    # no two requests closer than half their spacing, even right after a stall (up to 250/s:
+    # faster, the loop's timers cannot keep such gaps, and the window alone holds)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= (0.5 / rate_limit if rate_limit <= 250 else 0.0)
+
+
+@pytest.mark.parametrize("rate_limit", [40, 1000])
+async def test_a_little_lateness_is_caught_up_so_the_rate_holds(
+    fake: FakeTime, rate_limit: float
+) -> None:
+    times: list[float] = []
+
+    def handler(request: Request) -> Response:
+        times.append(fake.now)
+        return answer(DONE)
+
+    async def late_sleep(seconds: float) -> None:
+        await fake.sleep(seconds)
+        fake.now += 0.0004  # as the loop's timers are, now and then
+
+    count = 200
+    async with (
+        make_client(handler) as client,
+        BlockchainPoller(
+            client, rate_limit=rate_limit, concurrency=8, sleep=late_sleep, clock=fake.clock
+        ) as poller,
+    ):
+        await asyncio.gather(*(poller.watch(f"tx{n}") for n in range(count)))
+    mean_gap = (times[-1] - times[0]) / (count - 1)
+    # 1/rate_limit plus the margin (2.5 %), not 0.4 ms more for every request
+    assert 1 / rate_limit < mean_gap < 1.026 / rate_limit
+    assert busiest(times) <= rate_limit
 
 
 async def test_a_new_watch_wakes_an_idle_scheduler(fake: FakeTime) -> None:
@@ -1023,3 +1111,13 @@ async def test_a_waiter_cancelled_just_as_its_answer_arrives(fake: FakeTime) -> 
         dropped.cancel()
         assert (await kept).hash == "0xfeed"
         assert dropped.cancelled()
+
+
+@pytest.mark.parametrize("rate_limit", [0.001, 0.5, 1, 2.5, 40, 249, 250, 260, 1000, 1e6])
+def test_the_send_spacing_keeps_the_window_and_its_margin(rate_limit: float) -> None:
+    spacing, catch_up, min_gap = _send_spacing(rate_limit)
+    # any rate_limit + 1 successive sends span rate_limit * spacing - catch_up or more
+    assert rate_limit * spacing - catch_up == pytest.approx(1 + RATE_MARGIN)
+    assert catch_up == RATE_CATCH_UP
+    assert min_gap == (spacing / 2 if rate_limit <= 250 else 0.0)
+    assert _send_spacing(None) == (0.0, 0.0, 0.0)

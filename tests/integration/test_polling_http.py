@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from benchmarks.server import ServerProcess
 from instax_async import (
     AiohttpTransport,
     AsyncSession,
@@ -281,3 +285,63 @@ async def test_leaving_the_block_with_requests_in_flight_is_prompt_and_clean(
         loop.set_exception_handler(None)
     assert problems == []
     assert provider.total == 5
+
+
+# -- the rate limit as a server in another process counts it ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def counting_server() -> Iterator[ServerProcess]:
+    """The benchmarks' stand-in server, in a process of its own: it records when each
+    blockchain-status request arrives (``time.monotonic()``), whatever this process's event
+    loop is doing. Every tx id has its hash at the first poll."""
+    with ServerProcess(pending_polls=0, max_seconds=300) as server:
+        yield server
+
+
+async def _bench(base_url: str, path: str, method: str = "GET") -> Any:
+    async with aiohttp.ClientSession() as http, http.request(method, base_url + path) as resp:
+        resp.raise_for_status()
+        return await resp.json()
+
+
+async def _block_the_loop(every: float, block: float) -> None:
+    while True:
+        await asyncio.sleep(every - block)
+        time.sleep(block)  # noqa: ASYNC251 - the point: the loop blocked, as CPU work blocks it
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "count", "stalls"),
+    [(40, 60, False), (20, 30, True)],
+    ids=["steady", "loop-blocked-40ms-every-200ms"],
+)
+async def test_the_server_never_counts_more_than_rate_limit_in_any_second(
+    counting_server: ServerProcess, rate_limit: int, count: int, stalls: bool
+) -> None:
+    concurrency = 4
+    async with AsyncSession(base_url=counting_server.url) as client:
+        # a pooled connection for each request that can be in flight, so every request is
+        # written in the step that takes its send slot (a new connection would be written later)
+        await asyncio.gather(*(client.blockchain_status(f"warm_{n}") for n in range(concurrency)))
+        await _bench(counting_server.url, "/_bench/reset?pending_polls=0", "POST")
+        blocker = asyncio.create_task(_block_the_loop(0.2, 0.04)) if stalls else None
+        try:
+            async with BlockchainPoller(
+                client, concurrency=concurrency, rate_limit=rate_limit
+            ) as poller:
+                results = await asyncio.gather(*(poller.watch(f"wd_{n}") for n in range(count)))
+        finally:
+            if blocker is not None:
+                blocker.cancel()
+                await asyncio.gather(blocker, return_exceptions=True)
+    assert all(r.hash for r in results)
+    times = sorted((await _bench(counting_server.url, "/_bench/stats"))["poll_times"])
+    assert len(times) == count
+    # the README's promise, as the server counts: any closed 1-s window [t, t + 1]
+    busiest = max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
+    assert busiest <= rate_limit
+    # and no burst after a stall: the client sends them over 0.8/rate_limit apart; a quarter
+    # of 1/rate_limit leaves room for any delay the two processes see on a busy machine
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.25 / rate_limit
