@@ -6,7 +6,10 @@ transport contract is not shaped after aiohttp.
 
 from __future__ import annotations
 
-import httpx
+from .._extras import extra_required
+
+with extra_required("httpx"):
+    import httpx
 
 from ..errors import APIConnectionError, APITimeoutError
 from .base import Request, Response
