@@ -53,7 +53,7 @@ test-3.10:
 # The release artefacts: sdist and wheel in dist/, checked as the package index will.
 dist: $(VENV)/.installed-dev
 	rm -rf dist
-	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m build --quiet --outdir dist .
 	$(BIN)/python -m twine check --strict dist/*
 
 # The artefacts work: the wheel installs into a fresh venv on each Python given (PYTHONS, default

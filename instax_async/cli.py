@@ -904,7 +904,12 @@ class _AfterTheCommand(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="instax", description="The InstaXchange SDK's command line.")
+    parser = _Parser(
+        prog="instax",
+        description="The InstaXchange SDK's command line.",
+        epilog="Exit status: 0 done; 1 the API, a receiver or a check said no; 2 bad input; "
+        "130 interrupted.",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     for option in ("--base-url", "--api-key", "--timeout"):
         parser.add_argument(option, action=_AfterTheCommand, help=argparse.SUPPRESS)
@@ -920,11 +925,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     timeout_option = _Parser(add_help=False)
     timeout_option.add_argument(
-        "--timeout", type=_seconds, default=30.0, help="seconds per request (default 30)"
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds per request (default 30)",
     )
     api_options = _Parser(add_help=False, parents=[timeout_option])
-    api_options.add_argument("--base-url", help="API base URL (default: $INSTAX_BASE_URL)")
-    api_options.add_argument("--api-key", help="API key (default: $INSTAX_API_KEY)")
+    api_options.add_argument(
+        "--base-url", metavar="URL", help="API base URL (default: $INSTAX_BASE_URL)"
+    )
+    api_options.add_argument("--api-key", metavar="KEY", help="API key (default: $INSTAX_API_KEY)")
 
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser(
@@ -963,7 +974,7 @@ def _parser() -> argparse.ArgumentParser:
     read = sessions.add_parser(
         "status", parents=[json_option, api_options], help="a session's status (api key)"
     )
-    read.add_argument("session_id")
+    read.add_argument("session_id", metavar="SESSION_ID")
     read.set_defaults(run=_cmd_session_status)
 
     status = commands.add_parser(
@@ -971,20 +982,28 @@ def _parser() -> argparse.ArgumentParser:
         parents=[json_option, api_options],
         help="a payout's blockchain status, by withdraw tx id",
     )
-    status.add_argument("tx_id", help="the withdraw tx id (a webhook's Withdraw_tx_ID)")
+    status.add_argument(
+        "tx_id", metavar="TX_ID", help="the withdraw tx id (a webhook's Withdraw_tx_ID)"
+    )
     status.add_argument("--wait", action="store_true", help="poll until the hash appears")
     status.add_argument(
-        "--interval", type=_seconds, default=2.0, help="seconds between polls (default 2)"
+        "--interval",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between polls (default 2)",
     )
     status.add_argument(
         "--wait-timeout",
         type=_seconds,
+        metavar="SECONDS",
         default=600.0,
         help="give up waiting after this many seconds (default 600)",
     )
     status.add_argument(
         "--unreachable-timeout",
         type=_seconds,
+        metavar="SECONDS",
         default=30.0,
         help="give up once the API has been unreachable this many seconds (default 30)",
     )
