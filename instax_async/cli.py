@@ -149,8 +149,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         def on_sigint() -> None:
             nonlocal interrupted
             interrupted = True
-            if task is not None:
-                task.cancel()
+            assert task is not None  # a coroutine run by asyncio.run is a task
+            task.cancel()
 
         try:
             loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -493,6 +493,7 @@ class _WaitProgress:
     def answered(self, status: BlockchainStatus) -> None:
         """A poll was answered: the API is reachable; a new status is reported."""
         self.failing_since = None
+        self.last_error = None
         shown = status.status or ("hash" if status.hash else "unknown")
         if shown != self.status:
             self.status = shown
@@ -599,14 +600,12 @@ async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
         except PollTimeoutError:
             if unreachable_too_long():
                 raise give_up() from None
+            seen = f"still {progress.status}" if progress.status else "no answer"
+            if progress.last_error:
+                seen += f"; last error: {progress.last_error}"
             raise CommandFailed(
                 f"instax: gave up waiting for {args.tx_id} after {args.wait_timeout:g} s "
-                f"(--wait-timeout; {progress._polls()}): "
-                + (
-                    f"still {progress.status}"
-                    if progress.status
-                    else f"no answer (last error: {progress.last_error})"
-                )
+                f"(--wait-timeout; {progress._polls()}): {seen}"
             ) from None
         finally:
             if ticker is not None:
@@ -663,13 +662,11 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             raise UsageError(f"instax: {exc}") from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        terminable = False
         try:
             # A clean stop on a process manager's SIGTERM (Ctrl-C is handled by _run), in place
             # before the URL is out: whoever read it may send SIGTERM at once.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGTERM, stop.set)
-                terminable = True
             signed = bool(config.webhook_secret)
             tell({"url": sandbox.url}, f"sandbox listening on {sandbox.url}")
             if config.webhook_url:
@@ -680,8 +677,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
                 )
             await stop.wait()
         finally:
-            if terminable:
-                loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGTERM)  # False when it was never added
             await sandbox.stop()
         tell({"stopped": True}, "sandbox stopped")
 

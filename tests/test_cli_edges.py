@@ -339,14 +339,16 @@ def test_sandbox_with_json_and_a_clean_stop(
         stopper = threading.Thread(target=_stop_when_listening, args=(out.listening, signum))
         stopper.start()
         try:
-            code = main(["sandbox", "--port", "0", "--json", "--webhook-url", "http://127.0.0.1:9"])
+            hooks = ["--webhook-url", "http://127.0.0.1:9"] if signum == signal.SIGTERM else []
+            code = main(["sandbox", "--port", "0", "--json", "--latency", "0", *hooks])
         finally:
             stopper.join()
         lines = [json.loads(line) for line in out.getvalue().splitlines()]
         assert code == 0
         assert lines[0]["url"].startswith("http://127.0.0.1:")
-        assert lines[1] == {"webhook_url": "http://127.0.0.1:9", "signed": False}
-        assert lines[-1] == {"stopped": True}
+        if signum == signal.SIGTERM:
+            assert lines[1] == {"webhook_url": "http://127.0.0.1:9", "signed": False}
+        assert lines[-1] == {"stopped": True} and len(lines) == 3 - (signum == signal.SIGINT)
 
 
 # -- status --wait: failures as they happen, a bounded give-up, progress ----------------------
@@ -502,12 +504,14 @@ def test_wait_progress_line_while_unreachable() -> None:
     terminal = _Terminal()
     progress = _WaitProgress("wd_1", terminal, live=True, clock=lambda: now[0])
     started = progress.poll_started()
+    progress.redraw()
     now[0] = 0.2
     progress.failed(started, APIConnectionError("could not connect to x:1: refused"))
     now[0] = 3.4
     assert progress.line() == "waiting for wd_1: no answer yet, 3 s, 1 poll, unreachable for 3 s"
     assert terminal.getvalue() == (
-        "instax: poll 1 failed: APIConnectionError: could not connect to x:1: refused; "
+        "\r\x1b[Kwaiting for wd_1: no answer yet, 0 s, 1 poll"
+        "\r\x1b[Kinstax: poll 1 failed: APIConnectionError: could not connect to x:1: refused; "
         "trying again\n"
         "\r\x1b[Kwaiting for wd_1: no answer yet, 0 s, 1 poll, unreachable for 0 s"
     )
@@ -603,16 +607,22 @@ def _body(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_closed_pipe_in_this_process_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["--version"], 0), (["demo"], 0)],
+    ids=["version", "demo"],
+)
+def test_a_closed_pipe_in_this_process_is_quiet(
+    argv: list[str], code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
     broken = os.fdopen(write_end, "w")
     monkeypatch.setattr(sys, "stdout", broken)
     try:
-        assert main(["webhook", "sign", "--secret", "s", "/dev/null"]) == 2  # stderr: fine
-        assert main(["--version"]) == 0
+        assert main(argv) == code  # the demo stops where the reader left
         broken.write("more")
-        broken.flush()  # the descriptor now leads to /dev/null: nothing breaks any more
+        broken.flush()  # the descriptor leads to /dev/null now: nothing breaks any more
     finally:
         monkeypatch.undo()
         broken.close()
@@ -790,3 +800,97 @@ def test_an_unexpected_error_is_one_line_unless_debugging(
     monkeypatch.setenv("INSTAX_DEBUG", "1")
     with pytest.raises(RuntimeError, match="kaboom"):
         main(["webhook", "sign", "--secret", "s", "/dev/null"])
+
+
+def test_quieting_stdout_copes_with_odd_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    from instax_async.cli import _quiet_closed_stdout
+
+    for stream in (None, io.StringIO()):
+        monkeypatch.setattr(sys, "stdout", stream)
+        _quiet_closed_stdout()  # nothing to redirect: nothing happens
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["webhook", "sign", "--secret", "s", "/dev/null"]) == 2
+
+
+def test_argument_types() -> None:
+    from argparse import ArgumentTypeError
+
+    from instax_async.cli import _count, _fraction, _port, _seconds, _seconds_or_zero
+
+    assert (_seconds("1.5"), _seconds_or_zero("0"), _seconds_or_zero("2")) == (1.5, 0.0, 2.0)
+    assert (_fraction("0"), _fraction("0.25"), _fraction("1")) == (0.0, 0.25, 1.0)
+    assert (_count("0"), _count("7"), _port("0"), _port("65535")) == (0, 7, 0, 65535)
+    for parse, bad in (
+        (_seconds, "1e999"),
+        (_seconds_or_zero, "-0"),
+        (_fraction, "abc"),
+        (_fraction, "nan"),
+        (_count, "1.5"),
+        (_port, "65536"),
+    ):
+        with pytest.raises(ArgumentTypeError):
+            parse(bad)
+
+
+async def test_wait_ends_at_an_error_that_is_not_transient(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with Sandbox() as sandbox:
+        code = await in_thread(["status", "wd_nope", "--wait", "--base-url", sandbox.url])
+    err = capsys.readouterr().err
+    assert code == 1 and err == "instax: NotFoundError: HTTP 404: unknown transaction\n"
+
+
+async def test_wait_deadline_cuts_a_hanging_poll(
+    start_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    app = web.Application()
+    app.router.add_get("/utils/blockchain-status", hang)
+    url = await start_server(app)
+    argv = ["status", "wd_1", "--wait", "--base-url", url, "--wait-timeout", "0.3"]
+    assert await in_thread(argv) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "instax: gave up waiting for wd_1 after 0.3 s (--wait-timeout; 1 poll): no answer\n"
+    )
+
+
+async def test_wait_deadline_after_only_errors_names_the_last(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with Sandbox(SandboxConfig(error_rate=1.0)) as sandbox:
+        argv = ["status", "wd_1", "--wait", "--base-url", sandbox.url, "--interval", "0.05"]
+        assert await in_thread([*argv, "--wait-timeout", "0.3"]) == 1
+    verdict = capsys.readouterr().err.splitlines()[-1]
+    assert verdict.startswith("instax: gave up waiting for wd_1 after 0.3 s (--wait-timeout; ")
+    assert verdict.endswith(
+        "): no answer; last error: ServerError: HTTP 500: sandbox: injected server error"
+    )
+
+
+async def test_unreachable_limit_before_the_wait_deadline(
+    closed_port_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one poll, then a wait (2 s) past the deadline (1 s): the give-up comes at 0.5 s
+    argv = ["status", "wd_1", "--wait", "--base-url", closed_port_url, "--interval", "2"]
+    code = await in_thread([*argv, "--wait-timeout", "1", "--unreachable-timeout", "0.5"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1 and len(err) == 2
+    assert err[1].startswith("instax: gave up waiting for wd_1: the API was unreachable for 0.5 s")
+
+
+async def test_session_status_with_a_sparse_answer(
+    start_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"sessionStatus": "pending"})
+
+    app = web.Application()
+    app.router.add_get("/api/session/{session_id}/status", status)
+    url = await start_server(app)
+    code = await in_thread(["session", "status", "ps_1", "--base-url", url, "--api-key", "k"])
+    assert code == 0 and capsys.readouterr().out == "ps_1: pending\n"

@@ -158,9 +158,7 @@ def format_amount(value: object, *, crypto: bool) -> str:
             places += -fraction.adjusted() - 1
         cut = number.quantize(Decimal(1).scaleb(-places), ROUND_DOWN)
     text = f"{cut:,f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def safe_return_url(value: object) -> str | None:
