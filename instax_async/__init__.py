@@ -4,38 +4,107 @@
 >>> request = SessionRequest.sending(from_amount="50", from_currency="USD", to_currency="USDT")
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._logging import configure_from_env as _configure_logging
 from ._version import __version__
-from .client import AsyncSession
-from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
-from .errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    InstaxError,
-    MissingExtraError,
-    NotFoundError,
-    PollTimeoutError,
-    RateLimitError,
-    ServerError,
-    ValidationError,
-    WebhookVerificationError,
-)
-from .models import (
-    BlockchainStatus,
-    InvoiceData,
-    PaymentSession,
-    SessionStatus,
-    SessionStatusValue,
-    TransactionStatus,
-    WebhookData,
-    WebhookEvent,
-)
-from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
-from .polling import BlockchainPoller
-from .retry import RetryPolicy
-from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
+
+if TYPE_CHECKING:
+    from .client import AsyncSession
+    from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
+    from .errors import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        InstaxError,
+        MissingExtraError,
+        NotFoundError,
+        PollTimeoutError,
+        RateLimitError,
+        ResponseTooLargeError,
+        ServerError,
+        ValidationError,
+        WebhookVerificationError,
+    )
+    from .models import (
+        BlockchainStatus,
+        InvoiceData,
+        PaymentSession,
+        SessionStatus,
+        SessionStatusValue,
+        TransactionStatus,
+        WebhookData,
+        WebhookEvent,
+    )
+    from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
+    from .polling import BlockchainPoller
+    from .retry import RetryPolicy
+    from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
+
+# Every public name is imported on first use (PEP 562), so ``import instax_async`` — which pytest
+# does for the bundled plugin in every project that installs the SDK — costs almost nothing;
+# ``from instax_async import AsyncSession`` loads the client (and aiohttp) as usual.
+_LAZY: dict[str, str] = {
+    "APIConnectionError": ".errors",
+    "APIStatusError": ".errors",
+    "APITimeoutError": ".errors",
+    "AiohttpTransport": ".transports",
+    "AmountDirection": ".payloads",
+    "AsyncSession": ".client",
+    "AuthenticationError": ".errors",
+    "BadRequestError": ".errors",
+    "BlockchainPoller": ".polling",
+    "BlockchainStatus": ".models",
+    "ClaimResult": ".dedupe",
+    "DedupeStore": ".dedupe",
+    "InMemoryDedupeStore": ".dedupe",
+    "InstaxError": ".errors",
+    "InvoiceData": ".models",
+    "MissingExtraError": ".errors",
+    "MockTransport": ".transports",
+    "NotFoundError": ".errors",
+    "PaymentMethod": ".payloads",
+    "PaymentSession": ".models",
+    "PollTimeoutError": ".errors",
+    "RateLimitError": ".errors",
+    "Request": ".transports",
+    "Response": ".transports",
+    "ResponseTooLargeError": ".errors",
+    "RetryPolicy": ".retry",
+    "ServerError": ".errors",
+    "SessionRequest": ".payloads",
+    "SessionStatus": ".models",
+    "SessionStatusValue": ".models",
+    "ToCurrency": ".payloads",
+    "TransactionStatus": ".models",
+    "Transport": ".transports",
+    "ValidationError": ".errors",
+    "WebhookData": ".models",
+    "WebhookEvent": ".models",
+    "WebhookVerificationError": ".errors",
+}
+
+
+_configure_logging()  # INSTAX_LOG=debug|info|warning: a stderr handler; unset: none
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'instax_async' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "APIConnectionError",
@@ -62,6 +131,7 @@ __all__ = [
     "RateLimitError",
     "Request",
     "Response",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
     "SessionRequest",

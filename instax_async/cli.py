@@ -371,6 +371,7 @@ def _cmd_session_create(args: argparse.Namespace) -> int:
     }
     if args.allow_unlisted:
         optional["allow_unlisted"] = True
+    # A ValidationError names the option the user typed (main translates the field).
     if args.direction == "sending":
         request = SessionRequest.sending(
             from_amount=args.amount,

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import math
 import os
 import platform
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
+import attrs
+
 from ._compat import timeout as timeout_scope
+from ._telemetry import telemetry
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -25,6 +30,7 @@ from .errors import (
     InstaxError,
     RateLimitError,
     ValidationError,
+    request_id_from,
     status_error_class,
 )
 from .models import BlockchainStatus, PaymentSession, SessionStatus
@@ -37,9 +43,14 @@ from .retry import (
     parse_retry_after,
 )
 from .serialization import converter, loads
-from .transports.base import Request, Response, Transport
+from .transports.base import Request, Response, Transport, scrub_exception, secret_values
 
-__all__ = ["AsyncSession", "DEFAULT_BASE_URL"]
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ._telemetry import Telemetry
+
+__all__ = ["DEFAULT_BASE_URL", "NOT_GIVEN", "AsyncSession", "EventHook"]
 
 logger = logging.getLogger("instax_async")
 
@@ -50,6 +61,21 @@ _PATH_SAFE = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 
 #: The production API.
 DEFAULT_BASE_URL = "https://instaxchange.com"
+
+
+class _NotGiven:
+    """The default of :meth:`AsyncSession.with_options`' keywords: keep this client's value."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+#: An event hook: ``hook(request)`` for "request", ``hook(request, response)`` for "response";
+#: sync, or async (awaited).
+EventHook = Callable[..., Any]
+_HOOK_KINDS = ("request", "response")
 
 
 @functools.cache
@@ -130,7 +156,8 @@ class AsyncSession:
     :param base_url: defaults to ``INSTAX_BASE_URL``, else ``https://instaxchange.com``.
     :param transport: how requests travel; :class:`~instax_async.AiohttpTransport` by default.
         A transport passed in is not closed by :meth:`aclose` (close it yourself); the default
-        one is.
+        one is. The default one follows the running event loop, so one client can serve
+        successive ``asyncio.run`` calls; a session or client of your own is tied to its loop.
     :param timeout: seconds each attempt may take, connection included. ``None`` is refused.
     :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
     :param max_concurrency: the most requests this client has in flight at once (``None``: no
@@ -153,20 +180,17 @@ class AsyncSession:
         transport: Transport | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
         max_concurrency: int | None = None,
+        event_hooks: Mapping[str, Sequence[EventHook]] | None = None,
     ) -> None:
         self._api_key = _check_api_key(api_key if api_key is not None else _env("INSTAX_API_KEY"))
         self._base_url = _check_base_url(
             base_url if base_url is not None else _env("INSTAX_BASE_URL") or DEFAULT_BASE_URL
         )
         self._timeout = _check_timeout(timeout)
-        if retry is None:
-            retry = RetryPolicy()
-        elif not isinstance(retry, RetryPolicy):
-            raise ValidationError(
-                f"retry: expected a RetryPolicy, got {type(retry).__name__}", field="retry"
-            )
-        self._retry = retry
+        self._retry = _check_retry(retry, max_retries)
+        self._event_hooks = _check_event_hooks(event_hooks)
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -176,8 +200,7 @@ class AsyncSession:
                 f"max_concurrency: expected an int >= 1 or None, got {max_concurrency!r}",
                 field="max_concurrency",
             )
-        self._max_concurrency = max_concurrency
-        self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self._shared = _Shared(max_concurrency)
         if transport is None:
             from .transports.aiohttp import AiohttpTransport
 
@@ -198,6 +221,8 @@ class AsyncSession:
         # request a second timer; any other gets one from the client, so no attempt can hang.
         self._transport_times_out = getattr(transport, "enforces_timeout", False) is True
         self._closed = False
+        self._is_copy = False
+        self._telemetry = telemetry()
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         # None: the running loop's clock. Tests inject a fake one together with ``_sleep``.
         self._clock: Clock | None = None
@@ -212,8 +237,44 @@ class AsyncSession:
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "unset"
-        state = " closed" if self._closed else ""
+        state = " closed" if self.closed else ""
         return f"<AsyncSession base_url={self._base_url!r} api_key={key}{state}>"
+
+    def with_options(
+        self,
+        *,
+        timeout: float = NOT_GIVEN,
+        retry: RetryPolicy | None = NOT_GIVEN,
+        max_retries: int | None = NOT_GIVEN,
+        event_hooks: Mapping[str, Sequence[EventHook]] | None = NOT_GIVEN,
+    ) -> AsyncSession:
+        """A client like this one, with the options given replaced.
+
+        The copy shares this client's transport (and its connection pool), api key, base URL
+        and ``max_concurrency`` bound; it has its own timeout, retry policy and event hooks
+        (a copy of this client's hooks unless ``event_hooks`` is given). Closing the copy
+        never closes the shared transport; closing this client makes the copy fail with the
+        usual "closed" error.
+
+        >>> patient = client.with_options(timeout=120.0, max_retries=5)  # doctest: +SKIP
+        >>> await patient.wait_for_session(session.id)  # doctest: +SKIP
+        """
+        self._ensure_open()
+        copy = object.__new__(AsyncSession)
+        copy.__dict__.update(self.__dict__)
+        copy._is_copy = True
+        copy._closed = False
+        if timeout is not NOT_GIVEN:
+            copy._timeout = _check_timeout(timeout)
+        if retry is not NOT_GIVEN or max_retries is not NOT_GIVEN:
+            copy._retry = _check_retry(
+                None if retry is NOT_GIVEN else retry,
+                None if max_retries is NOT_GIVEN else max_retries,
+            )
+        copy._event_hooks = _check_event_hooks(
+            self._event_hooks if event_hooks is NOT_GIVEN else event_hooks
+        )
+        return copy
 
     async def __aenter__(self) -> AsyncSession:
         self._ensure_open()
@@ -234,17 +295,35 @@ class AsyncSession:
         pass
 
     async def aclose(self) -> None:
-        """Close the client (and the transport it created). Calling it again does nothing."""
+        """Close the client (and the transport it created). Calling it again does nothing.
+
+        Closing a copy made by :meth:`with_options` closes only the copy.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._is_copy:
+            return
+        self._shared.closed = True
         if self._owns_transport:
             await self._transport.aclose()
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`aclose` has been called."""
-        return self._closed
+        """True once :meth:`aclose` has been called (on this client or the one it copies)."""
+        return self._closed or self._shared.closed
+
+    @property
+    def event_hooks(self) -> dict[str, list[EventHook]]:
+        """The hooks called on every attempt: ``{"request": [...], "response": [...]}``.
+
+        A mutable dict of lists, as in httpx: ``client.event_hooks["response"].append(f)``.
+        """
+        return self._event_hooks
+
+    @event_hooks.setter
+    def event_hooks(self, hooks: Mapping[str, Sequence[EventHook]]) -> None:
+        self._event_hooks = _check_event_hooks(hooks)
 
     @property
     def base_url(self) -> str:
@@ -257,7 +336,7 @@ class AsyncSession:
         return self._api_key is not None
 
     def _ensure_open(self) -> None:
-        if self._closed:
+        if self._closed or self._shared.closed:
             raise InstaxError(
                 "this AsyncSession is closed; create a new one (or keep it open with "
                 "'async with' around all of its use)"
@@ -277,6 +356,16 @@ class AsyncSession:
                 f"got {type(request).__name__}",
                 field="request",
             )
+        tel = self._telemetry
+        if tel is None:
+            return await self._create_session(request)
+        direction = {"instax.amount_direction": str(request.amount_direction)}
+        with tel.call("instax.create_session", direction) as span:
+            session = await self._create_session(request)
+            span.set_attribute("instax.session.id", session.id)
+            return session
+
+    async def _create_session(self, request: SessionRequest) -> PaymentSession:
         response = await self._send("POST", self._session_url, request.to_json(), idempotent=False)
         data = self._json_object(response)
         session_id = data.get("id") or data.get("sessionId")
@@ -287,7 +376,12 @@ class AsyncSession:
                 body=response.content,
                 headers=response.headers,
             )
-        return PaymentSession(id=session_id, iframe_url=self.iframe_url(session_id), raw=data)
+        return PaymentSession(
+            id=session_id,
+            iframe_url=self.iframe_url(session_id),
+            raw=data,
+            headers=_read_only(response.headers),
+        )
 
     def iframe_url(self, session_id: str) -> str:
         """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``."""
@@ -317,8 +411,13 @@ class AsyncSession:
         ('0x5c50…', 'completed')
         """
         tx_id = check_id(tx_id, "tx_id")
-        response = await self._send("GET", self._blockchain_url(tx_id), idempotent=True)
-        return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
+        tel = self._telemetry
+        if tel is None:
+            response = await self._send("GET", self._blockchain_url(tx_id), idempotent=True)
+            return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
+        with tel.call("instax.blockchain_status", {"instax.tx.id": tx_id}):
+            response = await self._send("GET", self._blockchain_url(tx_id), idempotent=True)
+            return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
 
     async def _fetch_blockchain_status(self, tx_id: str, timeout: float) -> BlockchainStatus:
         response = await self._get_once(self._blockchain_url(tx_id), timeout)
@@ -364,13 +463,12 @@ class AsyncSession:
             if until is None
             else f"awaited blockchain status for tx {tx_id!r}"
         )
-        return poll(
+        return self._poll(
             functools.partial(self._fetch_blockchain_status, tx_id),
             stop=stop,
             options=options,
             subject=subject,
-            sleep=self._sleep,
-            clock=self._clock,
+            attributes={"instax.tx.id": tx_id},
         )
 
     async def wait_for_blockchain_hash(
@@ -436,8 +534,11 @@ class AsyncSession:
         (<SessionStatusValue.COMPLETED: 'completed'>, Decimal('49.12'))
         """
         url = self._session_status_url(check_id(session_id, "session_id"))
-        response = await self._send("GET", url, idempotent=True)
-        return self._session_status_from(response)
+        tel = self._telemetry
+        if tel is None:
+            return self._session_status_from(await self._send("GET", url, idempotent=True))
+        with tel.call("instax.session_status", {"instax.session.id": session_id}):
+            return self._session_status_from(await self._send("GET", url, idempotent=True))
 
     async def _fetch_session_status(self, url: str, timeout: float) -> SessionStatus:
         return self._session_status_from(await self._get_once(url, timeout))
@@ -467,14 +568,76 @@ class AsyncSession:
         def stop(status: SessionStatus) -> bool:
             return status.is_terminal or (until is not None and until(status))
 
-        return poll(
+        return self._poll(
             functools.partial(self._fetch_session_status, url),
             stop=stop,
             options=options,
             subject=f"terminal status for session {session_id!r}",
-            sleep=self._sleep,
-            clock=self._clock,
+            attributes={"instax.session.id": session_id},
         )
+
+    def _poll(
+        self,
+        fetch: Callable[[float], Awaitable[T]],
+        *,
+        stop: Callable[[T], bool],
+        options: PollOptions,
+        subject: str,
+        attributes: Mapping[str, str],
+    ) -> AsyncGenerator[T, None]:
+        tel = self._telemetry
+        if tel is None:
+            return poll(
+                fetch,
+                stop=stop,
+                options=options,
+                subject=subject,
+                sleep=self._sleep,
+                clock=self._clock,
+            )
+        return self._traced_poll(tel, fetch, stop, options, subject, attributes)
+
+    async def _traced_poll(
+        self,
+        tel: Telemetry,
+        fetch: Callable[[float], Awaitable[T]],
+        stop: Callable[[T], bool],
+        options: PollOptions,
+        subject: str,
+        attributes: Mapping[str, str],
+    ) -> AsyncGenerator[T, None]:
+        """The poll inside one ``instax.poll`` span, parent of every attempt's CLIENT span.
+
+        The span is made current only around each attempt: a generator's consumer may resume
+        it from any context, so it cannot stay current across ``yield``.
+        """
+        span = tel.start_call("instax.poll", attributes)
+        polls = 0
+
+        async def fetch_in_span(seconds_left: float) -> T:
+            nonlocal polls
+            polls += 1
+            with tel.use(span):
+                return await fetch(seconds_left)
+
+        try:
+            updates = poll(
+                fetch_in_span,
+                stop=stop,
+                options=options,
+                subject=subject,
+                sleep=self._sleep,
+                clock=self._clock,
+            )
+            async with contextlib.aclosing(updates):
+                async for status in updates:
+                    yield status
+        except Exception as exc:
+            tel.end_with_error(span, exc)
+            raise
+        finally:
+            span.set_attribute("instax.poll.count", polls)
+            span.end()
 
     async def wait_for_session(
         self,
@@ -543,6 +706,7 @@ class AsyncSession:
         return cls(message, status=status, body=response.content, headers=response.headers)
 
     async def _send_once(self, request: Request) -> Response:
+        error: APIConnectionError
         try:
             if self._transport_times_out:
                 return await self._transport.send(request)
@@ -551,19 +715,87 @@ class AsyncSession:
         except InstaxError:
             raise
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise APITimeoutError(
+            cause = scrub_exception(exc, secret_values(request.headers))
+            error = APITimeoutError(
                 f"{request.method} {request.url} timed out after {request.timeout:g} s"
-            ) from exc
+            )
         except Exception as exc:
-            raise APIConnectionError(
-                f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            cause = scrub_exception(exc, secret_values(request.headers))
+            error = APIConnectionError(
+                f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+            )
+        # outside the except blocks, so that the transport's exception (which may hold the
+        # request headers) does not ride along as __context__
+        raise error from cause
 
     async def _send_limited(self, request: Request) -> Response:
-        if self._semaphore is None:
+        semaphore = self._shared.limiter()
+        if semaphore is None:
             return await self._send_once(request)
-        async with self._semaphore:
+        async with semaphore:
             return await self._send_once(request)
+
+    # -- the request path --------------------------------------------------------------------
+    #
+    # Every request takes the same path: build a Request → (trace context) → request hooks →
+    # transport → response hooks → span, metrics and the DEBUG record of the attempt; then
+    # ``_send`` maps the status and decides on a retry, or ``_get_once`` (the poll engine's
+    # single attempt) maps it and leaves the waiting to the engine.
+
+    async def _attempt(self, request: Request, resend_count: int) -> Response | APIConnectionError:
+        """One attempt. A request that did not complete is returned, not raised, so that only
+        a retry decision raises it; anything else (a hook that failed) aborts the call."""
+        tel = self._telemetry
+        span = None
+        if tel is not None:
+            span = tel.start_attempt(request.method, request.url, resend_count)
+            request = attrs.evolve(request, headers=tel.inject(span, request.headers))
+        hooks = self._event_hooks
+        started = time.perf_counter()
+        outcome: Response | APIConnectionError
+        try:
+            if hooks["request"]:
+                await _run_hooks(hooks["request"], request)
+            try:
+                outcome = await self._send_limited(request)
+            except APIConnectionError as exc:
+                outcome = exc
+            if hooks["response"] and isinstance(outcome, Response):
+                await _run_hooks(hooks["response"], request, outcome)
+        except Exception as exc:
+            self._record(request, resend_count, started, exc, span)
+            raise
+        except BaseException:  # cancellation: no log, no metrics, but no span left open
+            if span is not None:
+                span.end()
+            raise
+        self._record(request, resend_count, started, outcome, span)
+        return outcome
+
+    def _record(
+        self,
+        request: Request,
+        resend_count: int,
+        started: float,
+        outcome: Response | BaseException,
+        span: Span | None,
+    ) -> None:
+        """The attempt's DEBUG record, metrics and span end."""
+        tel = self._telemetry
+        if tel is None and not logger.isEnabledFor(logging.DEBUG):
+            return
+        seconds = time.perf_counter() - started
+        if isinstance(outcome, Response):
+            status: int | None = outcome.status
+            request_id = request_id_from(outcome.headers)
+            error_type = None if outcome.status < 400 else str(outcome.status)
+        else:
+            status = request_id = None
+            error_type = type(outcome).__qualname__
+        if tel is not None and span is not None:
+            tel.end_attempt(span, request.method, seconds, status, error_type, outcome)
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_attempt(request, resend_count + 1, seconds * 1000.0, status, request_id, outcome)
 
     async def _get_once(self, url: str, timeout: float) -> Response:
         """One GET attempt, no retries: a 2xx response, or the mapped error.
@@ -574,12 +806,14 @@ class AsyncSession:
         """
         self._ensure_open()
         request = Request("GET", url, self._get_headers, b"", min(self._timeout, timeout))
-        response = await self._send_limited(request)
-        status = response.status
+        outcome = await self._attempt(request, 0)
+        if isinstance(outcome, APIConnectionError):
+            raise outcome
+        status = outcome.status
         if 200 <= status < 300:
-            return response
-        retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
-        raise self._status_error(response, retry_after)
+            return outcome
+        retry_after = parse_retry_after(outcome.headers) if status in (429, 503) else None
+        raise self._status_error(outcome, retry_after)
 
     async def _send(
         self,
@@ -598,25 +832,25 @@ class AsyncSession:
         retries = 0
         while True:
             self._ensure_open()
-            request = Request(method, url, headers, content, self._timeout)
-            try:
-                response = await self._send_limited(request)
-            except APIConnectionError as exc:
-                if not (idempotent or exc.connect_failed) or retries >= policy.max_retries:
-                    raise
-                reason = str(exc)
+            outcome = await self._attempt(
+                Request(method, url, headers, content, self._timeout), retries
+            )
+            if isinstance(outcome, APIConnectionError):
+                if not (idempotent or outcome.connect_failed) or retries >= policy.max_retries:
+                    raise outcome
+                reason = str(outcome)
                 delay = policy.backoff(retries + 1)
             else:
-                status = response.status
+                status = outcome.status
                 if 200 <= status < 300:
-                    return response
-                retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
+                    return outcome
+                retry_after = parse_retry_after(outcome.headers) if status in (429, 503) else None
                 if (
                     status not in retry_statuses
                     or retries >= policy.max_retries
                     or (retry_after is not None and retry_after > policy.max_retry_after)
                 ):
-                    raise self._status_error(response, retry_after)
+                    raise self._status_error(outcome, retry_after)
                 reason = f"HTTP {status}"
                 delay = retry_after if retry_after is not None else policy.backoff(retries + 1)
             retries += 1
@@ -628,8 +862,148 @@ class AsyncSession:
                 retries,
                 policy.max_retries,
                 reason,
+                extra={"instax_method": method, "instax_attempt": retries},
             )
             await self._sleep(delay)
+
+
+class _Shared:
+    """What a client and the copies :meth:`AsyncSession.with_options` makes of it share."""
+
+    __slots__ = ("_loop", "_semaphore", "closed", "max_concurrency")
+
+    def __init__(self, max_concurrency: int | None) -> None:
+        self.max_concurrency = max_concurrency
+        self.closed = False
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def limiter(self) -> asyncio.Semaphore | None:
+        """The ``max_concurrency`` semaphore of the running event loop.
+
+        An ``asyncio.Semaphore`` binds to the first loop it waits in; a client used in a second
+        loop (a second ``asyncio.run``) gets a fresh one there.
+        """
+        if self.max_concurrency is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._loop = loop
+        return self._semaphore
+
+
+def _check_event_hooks(hooks: object) -> dict[str, list[EventHook]]:
+    if hooks is None:
+        return {"request": [], "response": []}
+    if not isinstance(hooks, Mapping):
+        raise ValidationError(
+            'event_hooks: expected a mapping such as {"request": [f], "response": [g]}, '
+            f"got {type(hooks).__name__}",
+            field="event_hooks",
+        )
+    checked: dict[str, list[EventHook]] = {"request": [], "response": []}
+    for kind, functions in hooks.items():
+        if kind not in _HOOK_KINDS:
+            raise ValidationError(
+                f"event_hooks: unknown event {kind!r}; the events are 'request' and 'response'",
+                field="event_hooks",
+            )
+        if isinstance(functions, (str, bytes)) or not isinstance(functions, Sequence):
+            raise ValidationError(
+                f"event_hooks[{kind!r}]: expected a list of callables, "
+                f"got {type(functions).__name__}",
+                field="event_hooks",
+            )
+        for function in functions:
+            if not callable(function):
+                raise ValidationError(
+                    f"event_hooks[{kind!r}]: expected callables, got {function!r}",
+                    field="event_hooks",
+                )
+        checked[kind] = list(functions)
+    return checked
+
+
+async def _run_hooks(hooks: list[EventHook], *args: Any) -> None:
+    for hook in list(hooks):  # a hook may change the list it is in
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                await result
+        except InstaxError:
+            raise
+        except Exception as exc:
+            name = getattr(hook, "__qualname__", type(hook).__name__)
+            raise InstaxError(f"event hook {name} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _check_retry(retry: object, max_retries: object) -> RetryPolicy:
+    if retry is not None and max_retries is not None:
+        raise ValidationError(
+            "max_retries: give either retry=RetryPolicy(...) or max_retries=n, not both",
+            field="max_retries",
+        )
+    if max_retries is not None:
+        return RetryPolicy(max_retries=max_retries)  # type: ignore[arg-type]  # checked there
+    if retry is None:
+        return RetryPolicy()
+    if not isinstance(retry, RetryPolicy):
+        raise ValidationError(
+            f"retry: expected a RetryPolicy, got {type(retry).__name__}", field="retry"
+        )
+    return retry
+
+
+def _read_only(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if isinstance(headers, MutableMapping):
+        return MappingProxyType(headers)
+    return headers  # aiohttp's and httpx's own mappings are read-only or ours alone
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+def _log_attempt(
+    request: Request,
+    attempt: int,
+    elapsed_ms: float,
+    status: int | None,
+    request_id: str | None,
+    outcome: Response | BaseException,
+) -> None:
+    path = _path_of(request.url)
+    extra = {
+        "instax_method": request.method,
+        "instax_path": path,
+        "instax_status": status,
+        "instax_elapsed_ms": round(elapsed_ms, 1),
+        "instax_attempt": attempt,
+        "instax_request_id": request_id,
+    }
+    if isinstance(outcome, Response):
+        logger.debug(
+            "%s %s -> %d in %.1f ms (attempt %d%s)",
+            request.method,
+            path,
+            status,
+            elapsed_ms,
+            attempt,
+            f", request id {request_id}" if request_id else "",
+            extra=extra,
+        )
+    else:
+        logger.debug(
+            "%s %s failed after %.1f ms (attempt %d): %s",
+            request.method,
+            path,
+            elapsed_ms,
+            attempt,
+            outcome,
+            extra=extra,
+        )
 
 
 def _has_hash(status: BlockchainStatus) -> bool:

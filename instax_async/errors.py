@@ -14,6 +14,7 @@ from the libraries underneath are always wrapped (the original is kept as ``__ca
     ├── APIConnectionError                      the request did not complete
     │   └── APITimeoutError
     └── APIStatusError                          the API answered, but not with success
+        ├── ResponseTooLargeError a body past the transport's max_response_bytes
         ├── BadRequestError       400, 422
         ├── AuthenticationError   401, 403
         ├── NotFoundError         404
@@ -37,12 +38,15 @@ __all__ = [
     "NotFoundError",
     "PollTimeoutError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "ValidationError",
     "WebhookVerificationError",
 ]
 
 _BODY_PREVIEW = 200
+#: The most bytes of a refused body that :class:`ResponseTooLargeError` keeps.
+RESPONSE_PREFIX_BYTES = 4096
 
 
 class InstaxError(Exception):
@@ -113,11 +117,28 @@ class APITimeoutError(APIConnectionError):
     """The request did not complete within the configured timeout."""
 
 
+#: Response headers that carry the server's id for a request, most specific first.
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
+
+
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    """The server's id for a request (``x-request-id``, ``request-id`` or ``cf-ray``), if any."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value is None and not hasattr(headers, "getall"):  # a plain dict: any case
+            value = next((v for k, v in headers.items() if k.lower() == name), None)
+        if value:
+            return value
+    return None
+
+
 class APIStatusError(InstaxError):
     """The API answered with a status that is not success, or with an unusable body.
 
     ``status`` is the HTTP status, ``body`` the raw response body (bytes), ``headers`` the
-    response headers.
+    response headers, and ``request_id`` the server's id for the request (from
+    ``x-request-id``, ``request-id`` or ``cf-ray``), or ``None``: quote it to the provider's
+    support.
     """
 
     def __init__(
@@ -132,14 +153,45 @@ class APIStatusError(InstaxError):
         self.status = status
         self.body = body
         self.headers: Mapping[str, str] = dict(headers or {})
+        self.request_id: str | None = request_id_from(headers) if headers else None
 
     def __str__(self) -> str:
         text = super().__str__()
+        details = f"HTTP {self.status}"
+        if self.request_id:
+            details += f"; request id {self.request_id}"
         if self.body:
             preview = self.body[:_BODY_PREVIEW].decode("utf-8", "replace")
             more = "…" if len(self.body) > _BODY_PREVIEW else ""
-            return f"{text} (HTTP {self.status}; body: {preview}{more})"
-        return f"{text} (HTTP {self.status})"
+            details += f"; body: {preview}{more}"
+        return f"{text} ({details})"
+
+
+class ResponseTooLargeError(APIStatusError):
+    """The response body is larger than the transport's ``max_response_bytes``; it was not read.
+
+    The transport stopped reading at the limit (counted after decompression) or refused at once
+    when ``Content-Length`` said the body would not fit, and closed the connection. ``status``
+    and ``headers`` are the response's; ``body`` keeps only the first bytes read, at most 4 KiB
+    and never more than the limit, and is empty when the transport refused on
+    ``Content-Length`` alone. ``max_response_bytes`` is the limit that was exceeded.
+
+    Never retried, whatever the status: a server that sent too much once will do it again.
+    Raise the limit (``AiohttpTransport(max_response_bytes=...)``) if the body was legitimate.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        max_response_bytes: int | None = None,
+    ) -> None:
+        prefix = body[:RESPONSE_PREFIX_BYTES]
+        super().__init__(message, status=status, body=prefix, headers=headers)
+        self.max_response_bytes = max_response_bytes
 
 
 class BadRequestError(APIStatusError):

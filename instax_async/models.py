@@ -32,12 +32,14 @@ class PaymentSession:
     """A payment session InstaXchange created.
 
     ``id`` is the session id (``ps_…``), ``iframe_url`` the checkout page to embed, ``raw`` the
-    whole response body as a mapping (amounts computed by the API, status, wallet, …).
+    whole response body as a mapping (amounts computed by the API, status, wallet, …), and
+    ``headers`` the response's headers (read-only; a request id for support is among them).
     """
 
     id: str
     iframe_url: str
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
     def status(self) -> str | None:

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
+import reprlib
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +23,8 @@ from .errors import ValidationError
 from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 
 __all__ = [
+    "AMOUNT_LIMIT",
+    "AMOUNT_MAX_PLACES",
     "AmountDirection",
     "PaymentMethod",
     "SessionRequest",
@@ -72,44 +76,97 @@ _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 
 
+#: Every amount must be below this: one trillion units of any currency. Far above any card
+#: payment, and small enough that the SDK, the sandbox and any client that reads the JSON number
+#: handle it without exponent notation or overflow.
+AMOUNT_LIMIT = Decimal(10**12)
+
+#: The most decimal places an amount may have: 18, the precision of ERC-20 tokens, the finest
+#: unit any payout currency uses. Trailing zeros do not count (``1.50000000000000000000`` is 1.5).
+AMOUNT_MAX_PLACES = 18
+
+_AMOUNT_RULE = (
+    f"greater than 0 and below {AMOUNT_LIMIT:,f} (10**12), "
+    f"with at most {AMOUNT_MAX_PLACES} decimal places"
+)
+
+# Values land in error messages, which the sandbox sends back over HTTP: keep them short, and
+# never let a pathological value (a list nested 10,000 deep, a 5,000-digit int that ``repr``
+# refuses) turn a ValidationError into another exception.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel = 2
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"{Decimal(value):.6E}"
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):  # a huge int inside a container
+        return f"a {type(value).__name__}"
+
+
 def _fail(field: str, message: str) -> ValidationError:
     return ValidationError(f"{field}: {message}", field=field)
 
 
-def to_amount_decimal(value: object, field: str) -> Decimal:
-    """Convert an amount to a positive finite ``Decimal``, or raise ``ValidationError``.
+def _decimal_places(amount: Decimal) -> int:
+    """Decimal places of a finite amount's value (trailing zeros do not count); context-free."""
+    _sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + zeros))
 
-    Accepts ``Decimal``, ``int``, numeric ``str`` and ``float`` (through its repr, so ``3.74``
-    becomes ``Decimal("3.74")``); rejects bool, NaN, infinities, zero and negatives.
+
+def to_amount_decimal(value: object, field: str) -> Decimal:
+    """Convert an amount to a ``Decimal`` within the SDK's range, or raise ``ValidationError``.
+
+    Accepts ``Decimal``, ``int``, numeric ``str`` (exponent forms too: ``"1e3"`` is 1000) and
+    ``float`` (through its repr, so ``3.74`` becomes ``Decimal("3.74")``). The amount must be
+    greater than 0, below :data:`AMOUNT_LIMIT` (10**12) and have at most
+    :data:`AMOUNT_MAX_PLACES` (18) decimal places; bool, NaN and infinities are refused.
+
+    >>> to_amount_decimal("1e3", "from_amount")
+    Decimal('1E+3')
     """
     if isinstance(value, bool):
-        raise _fail(
-            field, f"expected a positive amount (Decimal, int or numeric str), got {value!r}"
-        )
+        raise _fail(field, f"expected an amount (Decimal, int or numeric str), got {value!r}")
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise _fail(field, f"expected a finite positive amount, got {value!r}")
+            raise _fail(field, f"expected a finite amount, got {value!r}")
         amount = Decimal(repr(value))
     elif isinstance(value, str):
         try:
             amount = Decimal(value.strip())
         except InvalidOperation:
             raise _fail(
-                field, f"expected a numeric string such as '10.50', got {value!r}"
+                field, f"expected a numeric string such as '10.50', got {_shown(value)}"
             ) from None
     else:
         raise _fail(
             field,
-            f"expected a Decimal, int or numeric str, got {type(value).__name__} {value!r}",
+            f"expected a Decimal, int or numeric str, got {type(value).__name__} {_shown(value)}",
         )
     if not amount.is_finite():
-        raise _fail(field, f"expected a finite positive amount, got {value!r}")
-    if amount <= 0:
-        raise _fail(field, f"must be greater than 0, got {value!r}")
+        raise _fail(field, f"expected a finite amount, got {_shown(value)}")
+    # Comparisons are exact whatever the exponent; nothing here expands ``1E+999999999``.
+    if not 0 < amount < AMOUNT_LIMIT:
+        raise _fail(field, f"must be {_AMOUNT_RULE}, got {_shown(value)}")
+    places = _decimal_places(amount)
+    if places > AMOUNT_MAX_PLACES:
+        raise _fail(field, f"must be {_AMOUNT_RULE}, got {_shown(value)} ({places} decimal places)")
+    _sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent < -AMOUNT_MAX_PLACES:
+        # Only zeros lie past the last allowed place: drop them so that the JSON number sent
+        # stays short (``format(amount, "f")`` would write every one of them).
+        excess = -AMOUNT_MAX_PLACES - exponent
+        amount = Decimal((0, digits[:-excess], -AMOUNT_MAX_PLACES))
     return amount
 
 
@@ -117,22 +174,34 @@ def _text(value: object, field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _fail(field, f"expected a str, got {type(value).__name__} {value!r}")
+        raise _fail(field, f"expected a str, got {type(value).__name__} {_shown(value)}")
     if not value.strip():
         raise _fail(field, "must be a non-empty string")
-    return value
+    return _utf8(value, field)
+
+
+def _utf8(text: str, field: str) -> str:
+    # A lone surrogate ("\ud800", from a JSON escape or a bad decode) cannot be sent as UTF-8.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _fail(
+                field, f"must be valid Unicode text, got a lone surrogate at index {exc.start}"
+            ) from None
+    return text
 
 
 def _direction(value: object) -> AmountDirection | None:
     if value is None:
         return None
-    try:
-        return AmountDirection(value)
-    except ValueError:
-        raise _fail(
-            "amount_direction",
-            f"expected 'sending' or 'receiving' (or AmountDirection), got {value!r}",
-        ) from None
+    if isinstance(value, str):  # Enum's own error would repr any other value, however deep
+        with contextlib.suppress(ValueError):
+            return AmountDirection(value)
+    raise _fail(
+        "amount_direction",
+        f"expected 'sending' or 'receiving' (or AmountDirection), got {_shown(value)}",
+    )
 
 
 def _fiat_code(value: object) -> str | None:
@@ -140,7 +209,7 @@ def _fiat_code(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not _ISO_4217.fullmatch(value):
         raise _fail(
-            "from_currency", f"expected a 3-letter ISO 4217 code such as 'USD', got {value!r}"
+            "from_currency", f"expected a 3-letter ISO 4217 code such as 'USD', got {_shown(value)}"
         )
     return value.upper()
 
@@ -149,14 +218,18 @@ def _country(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _ISO_3166.fullmatch(value):
-        raise _fail("country", f"expected an ISO 3166 alpha-2 code such as 'DE', got {value!r}")
+        raise _fail(
+            "country", f"expected an ISO 3166 alpha-2 code such as 'DE', got {_shown(value)}"
+        )
     return value.upper()
 
 
 def _email(value: object) -> str | None:
     text = _text(value, "email")
     if text is not None and not _EMAIL.fullmatch(text):
-        raise _fail("email", f"expected an e-mail address such as 'ada@example.com', got {text!r}")
+        raise _fail(
+            "email", f"expected an e-mail address such as 'ada@example.com', got {_shown(text)}"
+        )
     return text
 
 
@@ -168,7 +241,8 @@ def _return_url(value: object) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
         raise _fail(
             "return_url",
-            f"expected an absolute http(s) URL such as 'https://shop.example/paid', got {text!r}",
+            "expected an absolute http(s) URL such as 'https://shop.example/paid', "
+            f"got {_shown(text)}",
         )
     return text
 
@@ -179,11 +253,12 @@ def _known_or_text(value: object, enum_cls: type[OpenStrEnum], field: str) -> st
     if isinstance(value, enum_cls):
         return value
     if not isinstance(value, str) or not value.strip():
-        raise _fail(field, f"expected a non-empty str, got {value!r}")
+        raise _fail(field, f"expected a non-empty str, got {_shown(value)}")
     try:
         return enum_cls(value)
     except ValueError:
-        return value  # checked against allow_unlisted once every field is known
+        # checked against allow_unlisted once every field is known
+        return _utf8(value, field)
 
 
 # attrs converters must be named functions for type checkers to see the accepted input types.
@@ -266,14 +341,16 @@ class SessionRequest:
     - ``sending``: ``from_amount`` is required and ``to_amount`` must not be given;
       ``receiving``: the other way round. Both need ``from_currency`` and ``to_currency``.
     - Amounts are ``Decimal`` (``int``, numeric ``str`` and ``float`` via its repr accepted),
-      finite and greater than zero.
+      greater than zero, below :data:`AMOUNT_LIMIT` (10**12) and with at most
+      :data:`AMOUNT_MAX_PLACES` (18) decimal places.
     - ``to_currency`` is one of :class:`ToCurrency`. A payout currency InstaXchange added after
       this release can be sent with ``allow_unlisted=True``, which also lets ``method`` take a
       value that :class:`PaymentMethod` does not list yet.
     - ``from_currency``: a 3-letter ISO 4217 code, upper-cased; ``country``: ISO 3166 alpha-2.
     - ``address``: no whitespace; a valid TRON address for ``USDT-TRON``; ``0x`` + 40 hex digits
       for ``USDT-AVALANCHE`` and ``USDC_POLYGON``.
-    - ``return_url``: an absolute http(s) URL. Text fields: non-empty strings.
+    - ``return_url``: an absolute http(s) URL. Text fields: non-empty strings that UTF-8 can
+      encode (no lone surrogates).
 
     Any rule broken raises :class:`~instax_async.ValidationError` naming the field.
     """
@@ -296,7 +373,9 @@ class SessionRequest:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.allow_unlisted, bool):
-            raise _fail("allow_unlisted", f"expected True or False, got {self.allow_unlisted!r}")
+            raise _fail(
+                "allow_unlisted", f"expected True or False, got {_shown(self.allow_unlisted)}"
+            )
         direction = self.amount_direction
         if direction is None:
             raise _fail("amount_direction", "is required: 'sending' or 'receiving'")
@@ -325,7 +404,7 @@ class SessionRequest:
         if not isinstance(self.to_currency, ToCurrency) and not self.allow_unlisted:
             raise _fail(
                 "to_currency",
-                f"unknown currency {self.to_currency!r}; expected one of "
+                f"unknown currency {_shown(self.to_currency)}; expected one of "
                 f"{', '.join(c.value for c in ToCurrency)} "
                 "(pass allow_unlisted=True to send a currency this release does not list)",
             )
@@ -336,7 +415,7 @@ class SessionRequest:
         ):
             raise _fail(
                 "method",
-                f"unknown payment method {self.method!r}; expected one of "
+                f"unknown payment method {_shown(self.method)}; expected one of "
                 f"{', '.join(m.value for m in PaymentMethod)} "
                 "(pass allow_unlisted=True to send a method this release does not list)",
             )
@@ -345,18 +424,18 @@ class SessionRequest:
 
     def _check_address(self, address: str) -> None:
         if any(c.isspace() for c in address):
-            raise _fail("address", f"must not contain whitespace, got {address!r}")
+            raise _fail("address", f"must not contain whitespace, got {_shown(address)}")
         if self.to_currency == ToCurrency.USDT_TRON and not is_tron_address(address):
             raise _fail(
                 "address",
                 f"expected a TRON address for USDT-TRON (base58check, starts with 'T', "
-                f"34 characters), got {address!r}",
+                f"34 characters), got {_shown(address)}",
             )
         if self.to_currency in _EVM_CURRENCIES and not _EVM_ADDRESS.fullmatch(address):
             raise _fail(
                 "address",
                 f"expected an EVM address for {self.to_currency} ('0x' followed by 40 hex "
-                f"digits), got {address!r}",
+                f"digits), got {_shown(address)}",
             )
 
     @classmethod

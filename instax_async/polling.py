@@ -41,6 +41,7 @@ from .errors import (
     InstaxError,
     PollTimeoutError,
     RateLimitError,
+    ResponseTooLargeError,
     ValidationError,
 )
 from .models import BlockchainStatus
@@ -178,6 +179,8 @@ def is_transient(error: BaseException) -> bool:
     """True for failures a poll tries again: connection errors, timeouts, 408, 429 and 5xx."""
     if isinstance(error, APIConnectionError):
         return True
+    if isinstance(error, ResponseTooLargeError):
+        return False  # whatever its status: the same server would send the same body again
     return isinstance(error, APIStatusError) and (error.status in (408, 429) or error.status >= 500)
 
 

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
+from hypothesis import settings
+
+# The machine running the suite is shared and its speed varies: hypothesis's per-example
+# deadline (200 ms) would turn a slow moment into a failure that says nothing about the code.
+settings.register_profile("instax", deadline=None)
+settings.load_profile("instax")
+
+# pytester runs the plugin's own tests. The plugin itself is loaded here rather than through its
+# entry point, which pyproject.toml turns off for this suite: pytest imports entry-point plugins,
+# and with them this package, before pytest-cov starts measuring, so the package's module-level
+# code would count as never run. (Loaded already when that option is overridden: not again.)
+pytest_plugins = ["pytester"]
+if "instax_async.testing.plugin" not in sys.modules:
+    pytest_plugins.append("instax_async.testing.plugin")
 
 StartServer = Callable[[web.Application], Awaitable[str]]
 

@@ -297,6 +297,32 @@ async def test_session_bad_input_exits_2(
     assert code == 2 and "--base-url" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--amount", "1e400"], "--amount: must be greater than 0 and below 1,000,000,000,000"),
+        (["--amount", "1E+400", "--direction", "receiving"], "(10**12)"),
+        (["--amount", "1e12"], "--amount: "),
+        (["--amount", "0.0000000000000000001"], "at most 18 decimal places"),
+        (["--amount", "-5"], "--amount: must be greater than 0"),
+        (["--amount", "10", "--to", "LTC"], "--to: unknown currency 'LTC'"),
+        (["--amount", "10", "--from", "EURO"], "--from: expected a 3-letter ISO 4217 code"),
+        (["--amount", "10", "--to", "USDT-TRON", "--address", "T1"], "--address: expected a TRON"),
+        (["--amount", "10", "--return-url", "ftp://x"], "--return-url: expected an absolute"),
+    ],
+)
+def test_session_create_names_the_option_at_fault(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["session", "create", "--from", "USD", "--to", "USDT", "--api-key", "k"]
+    # The request is refused before any connection: the base URL is never used.
+    code, out, err = run_cli([*base, *argv, "--base-url", "http://127.0.0.1:9"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("instax: --") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "from_amount" not in err and "to_amount" not in err
+
+
 def test_sandbox_command_serves_and_logs_each_request(tmp_path: Path) -> None:
     import signal
     import urllib.request

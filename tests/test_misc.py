@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+import subprocess
 import sys
 from typing import Any
 
@@ -116,6 +117,41 @@ async def test_demo_reports_a_missing_webhook(
 
 def test_python_dash_m(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["instax", "demo"])
+    # pytest rewrites the asserts of every package that ships a pytest plugin, this one
+    # included, and its rewriting import hook cannot serve runpy (pytest-dev/pytest#9007).
+    finders = [f for f in sys.meta_path if type(f).__name__ != "AssertionRewritingHook"]
+    monkeypatch.setattr(sys, "meta_path", finders)
     with pytest.raises(SystemExit) as info:
         runpy.run_module("instax_async", run_name="__main__")
     assert info.value.code == 0
+
+
+def test_every_public_name_resolves_lazily_and_matches_all() -> None:
+    import instax_async
+
+    assert set(instax_async._LAZY) == set(instax_async.__all__) - {"__version__"}
+    for name in instax_async.__all__:
+        assert getattr(instax_async, name) is not None
+    assert set(instax_async.__all__) <= set(dir(instax_async))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        instax_async.no_such_name  # noqa: B018
+
+
+def test_importing_the_package_or_the_pytest_plugin_loads_nothing_heavy() -> None:
+    code = (
+        "import sys, instax_async, instax_async.testing, instax_async.testing.plugin\n"
+        "heavy = ['aiohttp', 'attrs', 'cattrs', 'instax_async.models', 'instax_async.client']\n"
+        "print([name for name in heavy if name in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_testing_package_resolves_its_names_lazily() -> None:
+    import instax_async.testing as testing
+
+    assert callable(testing.make_webhook) and testing.WebhookRecorder.__name__ == "WebhookRecorder"
+    with pytest.raises(AttributeError, match="nothing"):
+        testing.nothing  # noqa: B018

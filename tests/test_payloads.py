@@ -14,7 +14,12 @@ from instax_async import (
     ToCurrency,
     ValidationError,
 )
-from instax_async.payloads import is_tron_address
+from instax_async.payloads import (
+    AMOUNT_LIMIT,
+    AMOUNT_MAX_PLACES,
+    is_tron_address,
+    to_amount_decimal,
+)
 
 TRON = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 EVM = "0x" + "aB" * 20
@@ -194,10 +199,15 @@ def test_tron_address_checks() -> None:
     assert not is_tron_address("1" * 34)
 
 
+LARGEST = Decimal("999999999999.999999999999999999")  # 30 digits: more than Decimal's default 28
+
 amounts = st.one_of(
-    st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1e12"), allow_nan=False),
-    st.integers(min_value=1, max_value=10**15),
-    st.floats(min_value=1e-6, max_value=1e12, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=AMOUNT_MAX_PLACES).flatmap(
+        lambda places: st.decimals(min_value=Decimal("1e-18"), max_value=LARGEST, places=places)
+    ),
+    st.integers(min_value=1, max_value=10**12 - 1),
+    # from 0.01 up, a float's repr never has more than 18 decimal places
+    st.floats(min_value=0.01, max_value=1e12, exclude_max=True),
 )
 
 
@@ -208,6 +218,115 @@ def test_any_positive_amount_becomes_an_equal_decimal(amount: object) -> None:
     expected = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)  # type: ignore[arg-type]
     assert request.from_amount == expected
     assert sending(from_amount=str(amount)).from_amount == Decimal(str(amount))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1e3",
+        "1E+3",
+        Decimal("1e3"),
+        1000,
+        1000.0,
+        " 1000 ",
+        "1000.000000000000000000000000",  # zeros past the 18th place do not count
+    ],
+)
+def test_exponent_forms_and_trailing_zeros_within_the_bound_are_accepted(value: object) -> None:
+    request = sending(from_amount=value)
+    assert request.from_amount == 1000
+    number = request.to_json().rsplit(b":", 1)[1].rstrip(b"}")
+    assert Decimal(number.decode()) == 1000 and b"E" not in number and len(number) <= 31
+
+
+def test_the_bounds_themselves() -> None:
+    assert AMOUNT_LIMIT == 10**12 and AMOUNT_MAX_PLACES == 18
+    assert to_amount_decimal(LARGEST, "from_amount") == LARGEST
+    assert to_amount_decimal(str(LARGEST), "x") == LARGEST
+    assert to_amount_decimal(999999999999.9999, "x") == Decimal("999999999999.9999")
+    assert to_amount_decimal("0.000000000000000001", "x") == Decimal("1e-18")
+    assert to_amount_decimal(10**12 - 1, "x") == Decimal(999999999999)
+    # only zeros are dropped past the 18th place, so the JSON number sent stays short
+    padded = to_amount_decimal("1." + "0" * 10_000, "x")
+    assert padded == 1 and padded.as_tuple().exponent == -18
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (AMOUNT_LIMIT, "Decimal('1000000000000')"),
+        (10**12, "1000000000000"),
+        ("1e12", "'1e12'"),
+        (1e12, "1000000000000.0"),
+        (1e30, "1e+30"),
+        ("1e30", "'1e30'"),
+        (Decimal("1e30"), "Decimal('1E+30')"),
+        ("1E+400", "'1E+400'"),
+        (Decimal("1e400"), "Decimal('1E+400')"),
+        (Decimal("1e999999999999"), "Decimal('1E+999999999999')"),
+        (10**400, "1.000000E+400"),
+        # repr() of this int raises ValueError (and so would pytest's id for it)
+        pytest.param(10**5000, "1.000000E+5000", id="10**5000"),
+        (1e300, "1e+300"),
+        (Decimal("1e-400"), "Decimal('1E-400') (400 decimal places)"),
+        ("1e-19", "'1e-19' (19 decimal places)"),
+        ("0.0000000000000000001", "(19 decimal places)"),
+        (1e-300, "1e-300 (300 decimal places)"),
+        (0, "got 0"),
+        ("-0", "got '-0'"),
+        (Decimal("-1e400"), "Decimal('-1E+400')"),
+    ],
+)
+def test_amounts_outside_the_bounds_name_the_field_and_the_range(value: object, shown: str) -> None:
+    for field, builder in (
+        ("from_amount", lambda v: sending(from_amount=v)),
+        (
+            "to_amount",
+            lambda v: SessionRequest.receiving(
+                to_amount=v, from_currency="USD", to_currency="USDT"
+            ),
+        ),
+    ):
+        with pytest.raises(ValidationError) as info:
+            builder(value)
+        message = str(info.value)
+        assert info.value.field == field
+        assert message.startswith(f"{field}: must be greater than 0 and below 1,000,000,000,000")
+        assert "at most 18 decimal places" in message
+        assert shown in message
+        assert len(message) < 200
+
+
+def test_pathological_values_give_short_messages_and_only_validation_error() -> None:
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    for value in (nested, {"a": nested}, [10**5000], "9" * 1_000_000):
+        with pytest.raises(ValidationError) as info:
+            sending(from_amount=value)
+        assert info.value.field == "from_amount" and len(str(info.value)) < 200
+    base = {"amount_direction": "sending", "from_currency": "USD", "to_currency": "USDT"}
+    for field in attrs.fields(SessionRequest):
+        if field.name == "from_amount":
+            continue  # tested above
+        for value in (nested, {"a": nested}, 10**5000):
+            with pytest.raises(ValidationError) as info:
+                SessionRequest(**{**base, "from_amount": 1, field.name: value})
+            assert info.value.field == field.name and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "field", ["first_name", "last_name", "webhook_ref", "address", "account_ref_id", "email"]
+)
+def test_text_that_utf8_cannot_encode_is_refused(field: str) -> None:
+    with pytest.raises(ValidationError, match="lone surrogate") as info:
+        sending(**{field: "ab\ud800@x.example"})
+    assert info.value.field == field
+    for field_, value in (("to_currency", "USD\udc80"), ("method", "pi\udfffx")):
+        with pytest.raises(ValidationError, match="lone surrogate") as info:
+            sending(**{field_: value, "allow_unlisted": True})
+        assert info.value.field == field_
+    assert sending(first_name="Zoë 😀").first_name == "Zoë 😀"
 
 
 @given(st.one_of(st.text(), st.none(), st.booleans(), st.floats(), st.integers(max_value=0)))

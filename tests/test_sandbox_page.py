@@ -88,5 +88,8 @@ def test_the_page_shows_amounts_for_people_and_exact_ones_on_hover() -> None:
     assert '<span class="num">12,345.67</span> <span class="cur">EUR</span>' in page
     assert '<span class="num">12,933.323892</span> <span class="cur">USDC_POLYGON</span>' in page
     assert 'title="12933.323892 USDC_POLYGON"' in page
+    exponent = checkout_page(session(from_amount=Decimal("1E+3"), to_amount=Decimal("9.7E+2")))
+    assert 'title="1000 EUR"' in exponent and 'title="970 USDC_POLYGON"' in exponent
+    assert '<span class="num">1,000.00</span>' in exponent and ">970</span>" in exponent
     settled = checkout_page(session(status="completed"))
     assert "Payment already completed" in settled and '<button id="pay" disabled>' in settled

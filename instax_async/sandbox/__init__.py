@@ -15,13 +15,14 @@ webhooks, and confirms payouts on a fake blockchain::
 Endpoints: ``POST /api/session``, ``GET /api/session/{id}/status`` (needs ``x-api-key``),
 ``GET /utils/blockchain-status?txId=``, ``GET /embed/{id}`` and ``/order/{id}`` (the checkout
 page), ``POST /sandbox/sessions/{id}/complete`` and ``/fail``, ``GET /sandbox/webhooks`` (the
-delivery log).
+delivery log). Client mistakes get a 4xx ``{"message", "field"}`` JSON answer, never a 500.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -104,15 +105,21 @@ class Sandbox:
         await self.stop()
 
     async def _helper(self, session_id: str, action: str, reason: str | None) -> dict[str, Any]:
+        if not self.url:
+            raise InstaxError(f"sandbox {action}: the sandbox is not started")
         body = {"reason": reason} if reason else {}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.url}/sandbox/sessions/{session_id}/{action}", json=body) as response,
-        ):
-            data: dict[str, Any] = await response.json()
-            if response.status != 200:
-                raise InstaxError(f"sandbox {action} of {session_id}: {data.get('message')}")
-            return data
+        url = f"{self.url}/sandbox/sessions/{quote(session_id, safe='')}/{action}"
+        try:
+            async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise InstaxError(f"sandbox {action} of {session_id!r} failed: {exc}") from exc
+        if response.status != 200 or not isinstance(data, dict):
+            message = data.get("message") if isinstance(data, dict) else data
+            raise InstaxError(
+                f"sandbox {action} of {session_id!r}: HTTP {response.status}: {message}"
+            )
+        return data
 
     async def complete(self, session_id: str) -> dict[str, Any]:
         """Settle a session as paid (as the success card would); returns its tx ids."""

@@ -1,4 +1,14 @@
-"""The sandbox application: a local stand-in for the InstaXchange API on aiohttp.web."""
+"""The sandbox application: a local stand-in for the InstaXchange API on aiohttp.web.
+
+Every client mistake gets a 4xx in one JSON shape, ``{"message": ..., "field": ...}`` (``field``
+is ``null`` unless one input is at fault): bodies that are not a JSON object, too deep, too large
+or undecodable; amounts outside the SDK's range (the sandbox validates with
+:class:`~instax_async.SessionRequest` itself); unknown paths and wrong methods. aiohttp's own
+404/405/413/400 answers are plain text, so a middleware rewrites them, keeping their status and
+headers such as ``Allow``; an unexpected exception is logged on ``instax_async.sandbox`` and
+answered with a JSON 500 that carries no traceback. The one other shape is the checkout page's
+HTML 404, meant for browsers.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timezone
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from typing import Any
 
 import aiohttp
@@ -19,13 +29,21 @@ import attrs
 from aiohttp import web
 
 from ..errors import ValidationError
-from ..payloads import _WIRE_FIELDS, AmountDirection, SessionRequest
+from ..payloads import _WIRE_FIELDS, AMOUNT_LIMIT, AmountDirection, SessionRequest
 from ..serialization import dumps, loads
 from ..webhooks import SIGNATURE_HEADER, sign
 from .events import webhook_payload
 from .page import checkout_page, not_found_page
 
-__all__ = ["DEFAULT_RATES", "SandboxConfig", "SandboxState", "create_app"]
+__all__ = [
+    "DEFAULT_RATES",
+    "MAX_BODY_BYTES",
+    "MAX_REASON_CHARS",
+    "MAX_TX_ID_CHARS",
+    "SandboxConfig",
+    "SandboxState",
+    "create_app",
+]
 
 logger = logging.getLogger("instax_async.sandbox")
 
@@ -41,6 +59,15 @@ DEFAULT_RATES: Mapping[str, Decimal] = {
 
 # The wire names SessionRequest itself uses, read back: one naming rule for both sides.
 _WIRE_TO_FIELD = {wire: name for name, wire in _WIRE_FIELDS}
+
+#: The largest request body the sandbox reads (aiohttp's default); larger ones get a JSON 413.
+MAX_BODY_BYTES = 1024 * 1024
+
+#: The longest ``reason`` the ``fail`` helper takes (a card network's decline text is short).
+MAX_REASON_CHARS = 200
+
+#: The longest ``txId`` the blockchain-status endpoint looks up (the sandbox's own are 39).
+MAX_TX_ID_CHARS = 200
 
 
 def _fraction(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
@@ -70,6 +97,43 @@ def _count(_instance: object, attribute: attrs.Attribute[int], value: object) ->
         )
 
 
+def _rates(value: object) -> Mapping[str, Decimal]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"rates: expected a mapping of currency code to Decimal, got {type(value).__name__}",
+            field="rates",
+        )
+    rates: dict[str, Decimal] = {}
+    for code, rate in value.items():
+        number = _decimal_or_none(rate)
+        if not isinstance(code, str) or number is None or number <= 0:
+            raise ValidationError(
+                f"rates: expected a positive number for each currency code, got {code!r}: {rate!r}",
+                field="rates",
+            )
+        rates[code] = number
+    return rates
+
+
+def _fee(value: object) -> Decimal:
+    number = _decimal_or_none(value)
+    if number is None or not 0 <= number < 1:
+        raise ValidationError(
+            f"fee: expected a fraction from 0 to below 1, got {value!r}", field="fee"
+        )
+    return number
+
+
+def _decimal_or_none(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        return None
+    try:
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
 def _optional_url(_instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
     if value is not None and (
         not isinstance(value, str) or not value.startswith(("http://", "https://"))
@@ -87,7 +151,9 @@ class SandboxConfig:
     :param webhook_secret: signs webhooks (``X-Instaxwh-Key``); never shown in reprs.
     :param api_key: the key ``GET /api/session/{id}/status`` requires; ``None`` accepts any
         non-empty ``x-api-key``.
-    :param rates: units of the payout currency per unit of each fiat currency, before ``fee``.
+    :param rates: units of the payout currency per unit of each fiat currency, before ``fee``
+        (each a positive ``Decimal``, ``int``, numeric ``str`` or ``float``).
+    :param fee: the fraction the sandbox keeps, from 0 to below 1.
     :param confirmation_polls: blockchain-status answers that say ``pending`` after a payout
         before the hash appears; ``confirmation_delay``: seconds that must pass as well.
     :param error_rate: fraction of API requests answered 500; ``rate_limit_rate``: fraction
@@ -100,8 +166,10 @@ class SandboxConfig:
     webhook_url: str | None = attrs.field(default=None, validator=_optional_url)
     webhook_secret: str | None = attrs.field(default=None, repr=False)
     api_key: str | None = attrs.field(default=None, repr=False)
-    rates: Mapping[str, Decimal] = attrs.field(factory=lambda: dict(DEFAULT_RATES))
-    fee: Decimal = Decimal("0.03")
+    rates: Mapping[str, Decimal] = attrs.field(
+        factory=lambda: dict(DEFAULT_RATES), converter=_rates
+    )
+    fee: Decimal = attrs.field(default=Decimal("0.03"), converter=_fee)
     confirmation_polls: int = attrs.field(default=2, validator=_count)
     confirmation_delay: float = attrs.field(default=0.0, validator=_seconds)
     error_rate: float = attrs.field(default=0.0, validator=_fraction)
@@ -168,17 +236,90 @@ def _quote(config: SandboxConfig, request: SessionRequest) -> tuple[Decimal, Dec
             f"known: {', '.join(sorted(config.rates))}",
             field="from_currency",
         )
-    net = rate * (1 - config.fee)
-    if request.amount_direction is AmountDirection.SENDING:
-        assert request.from_amount is not None
-        to_amount = (request.from_amount * net).quantize(Decimal("0.000001"), ROUND_DOWN)
-        return request.from_amount, _trim(to_amount)
-    assert request.to_amount is not None
-    from_amount = (request.to_amount / net).quantize(Decimal("0.01"), ROUND_UP)
-    return from_amount, request.to_amount
+    # An amount has up to 30 digits (12 + 18 places), more than the default context's 28.
+    with localcontext() as context:
+        context.prec = 80
+        net = rate * (1 - config.fee)
+        if request.amount_direction is AmountDirection.SENDING:
+            given, field = request.from_amount, "from_amount"
+            assert given is not None
+            computed = given * net
+            step, rounding = Decimal("0.000001"), ROUND_DOWN
+            have, get = request.from_currency, request.to_currency
+        else:
+            given, field = request.to_amount, "to_amount"
+            assert given is not None
+            computed = given / net
+            step, rounding = Decimal("0.01"), ROUND_UP
+            have, get = request.to_currency, request.from_currency
+        # The quote obeys the amount rules too: below the limit, and not rounded away to 0.
+        if computed >= AMOUNT_LIMIT:
+            raise ValidationError(
+                f"{field}: {given} {have} would be {computed:.2f} {get}, which is not below 10**12",
+                field=field,
+            )
+        computed = computed.quantize(step, rounding)
+    if not computed:
+        raise ValidationError(
+            f"{field}: {given} {have} is too small: it would be 0 {get} at the sandbox's rate",
+            field=field,
+        )
+    if field == "from_amount":
+        return given, _trim(computed)
+    return computed, given
 
 
 # -- middleware ------------------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# aiohttp's own answer headers that describe its plain-text body, not the JSON one.
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    if isinstance(exc, web.HTTPNotFound):
+        message = f"no such endpoint: {request.method} {_clip(request.path)}"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        message = f"{exc.method} is not allowed on {_clip(request.path)}; allowed: {allowed}"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        message = f"the body is larger than the {MAX_BODY_BYTES} bytes the sandbox accepts"
+    elif exc.text and exc.text != f"{exc.status}: {exc.reason}":
+        message = _clip(exc.text, 300)
+    else:
+        message = exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+    return _json({"message": message, "field": None}, status=exc.status, headers=headers)
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Answer every error in the sandbox's JSON shape: aiohttp's own ones and unexpected ones."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        # Routing (404, 405) and body reading (413, 400) raise these as plain-text responses.
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc)
+    except web.RequestPayloadError as exc:
+        # A body aiohttp cannot decode (a broken gzip stream, a bad chunk): the client's fault.
+        detail = getattr(exc.__cause__, "message", None) or "malformed body"
+        answer = _error(400, f"the body cannot be read: {_clip(str(detail))}")
+        answer.force_close()  # the rest of the body cannot be skipped: a new connection it is
+        return answer
+    except ConnectionError:
+        raise  # the client went away: nobody to answer
+    except Exception:
+        logger.exception("sandbox: %s %s failed", request.method, _clip(request.path))
+        return _error(500, "sandbox: internal error (the sandbox's log has the details)")
+
 
 _FAULT_FREE = ("/sandbox/", "/embed/", "/order/")
 
@@ -198,7 +339,7 @@ async def _faults(
         return _error(500, "sandbox: injected server error")
     if roll < config.error_rate + config.rate_limit_rate:
         return _json(
-            {"message": "sandbox: injected rate limit"},
+            {"message": "sandbox: injected rate limit", "field": None},
             status=429,
             headers={"Retry-After": f"{config.retry_after:g}"},
         )
@@ -208,16 +349,44 @@ async def _faults(
 # -- the API ---------------------------------------------------------------------------------
 
 
-async def _create_session(request: web.Request) -> web.Response:
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The body as a JSON object, or the 400 answer saying why it is not one.
+
+    Any ``Content-Type`` is accepted (as with ``curl -d``); an empty body is an empty object.
+    """
+    raw = await request.read()  # past MAX_BODY_BYTES: HTTPRequestEntityTooLarge, a JSON 413
+    if not raw.strip():
+        return {}
     try:
-        body = loads(await request.read())
-    except ValueError:
-        return _error(400, "the body is not valid JSON")
+        body = loads(raw)
+    except RecursionError:
+        return _error(400, "the body is not valid JSON: it is nested too deeply")
+    except ValueError as exc:  # also UnicodeDecodeError, and a nesting limit loads may apply
+        return _error(400, f"the body is not valid JSON: {_clip(str(exc), 200)}")
     if not isinstance(body, dict):
-        return _error(400, "the body must be a JSON object")
+        return _error(400, f"the body must be a JSON object, got a JSON {_json_type(body)}")
+    return body
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number"
+
+
+async def _create_session(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
     unknown = sorted(set(body) - set(_WIRE_TO_FIELD))
     if unknown:
-        return _error(400, f"unknown field {unknown[0]!r}", unknown[0])
+        return _error(400, f"unknown field {_clip(repr(unknown[0]))}", _clip(unknown[0]))
     try:
         session_request = SessionRequest(
             **{_WIRE_TO_FIELD[k]: v for k, v in body.items()}, allow_unlisted=True
@@ -306,6 +475,10 @@ async def _blockchain_status(request: web.Request) -> web.Response:
     tx_id = request.query.get("txId", "")
     if not tx_id:
         return _error(400, "txId is required", "txId")
+    if len(tx_id) > MAX_TX_ID_CHARS:
+        return _error(
+            400, f"txId: expected at most {MAX_TX_ID_CHARS} characters, got {len(tx_id)}", "txId"
+        )
     payout = request.app[STATE].payouts.get(tx_id)
     if payout is None:
         return _error(404, "unknown transaction")
@@ -328,20 +501,49 @@ async def _blockchain_status(request: web.Request) -> web.Response:
 # -- test helpers ----------------------------------------------------------------------------
 
 
+def _settle_reason(body: dict[str, Any]) -> str | web.Response | None:
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        return _error(
+            400,
+            f"unknown field {_clip(repr(unknown[0]))}; the only one is 'reason'",
+            _clip(unknown[0]),
+        )
+    reason = body.get("reason")
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or not reason.strip():
+        return _error(
+            400, f"reason: expected a non-empty string, got a JSON {_json_type(reason)}", "reason"
+        )
+    if len(reason) > MAX_REASON_CHARS:
+        return _error(
+            400,
+            f"reason: expected at most {MAX_REASON_CHARS} characters, got {len(reason)}",
+            "reason",
+        )
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError:
+        return _error(
+            400, "reason: must be valid Unicode text (it holds a lone surrogate)", "reason"
+        )
+    return reason
+
+
 async def _settle(request: web.Request, outcome: str) -> web.Response:
+    # The body is checked before the session: a malformed request is told so, whatever the id.
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    reason = _settle_reason(body)
+    if isinstance(reason, web.Response):
+        return reason
     session = _session_or_none(request)
     if session is None:
         return _error(404, "unknown session")
     if session["status"] != "initiated":
         return _error(409, f"the session is already {session['status']}")
-    reason: str | None = None
-    if request.can_read_body:
-        try:
-            body = loads(await request.read())
-        except ValueError:
-            return _error(400, "the body is not valid JSON")
-        if isinstance(body, dict) and isinstance(body.get("reason"), str):
-            reason = body["reason"]
     state = request.app[STATE]
     deposit_id = f"dp_{uuid.uuid4()}"
     withdraw_id = f"wd_{uuid.uuid4()}"
@@ -467,7 +669,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: SandboxConfig | None = None) -> web.Application:
     """Build the sandbox application. Run it with ``aiohttp.web`` or :class:`Sandbox`."""
     config = config or SandboxConfig()
-    app = web.Application(middlewares=[_faults])
+    app = web.Application(middlewares=[_json_errors, _faults], client_max_size=MAX_BODY_BYTES)
     app[CONFIG] = config
     app[STATE] = SandboxState()
     app[RANDOM] = random.Random(config.seed)

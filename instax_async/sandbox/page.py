@@ -182,8 +182,10 @@ def safe_return_url(value: object) -> str | None:
 
 def _amount(element_id: str, value: object, currency: object, *, crypto: bool) -> str:
     e = html.escape
+    # the exact amount on hover, never in exponent form ("1e3" arrives as Decimal("1E+3"))
+    exact = format(value, "f") if isinstance(value, Decimal) and value.is_finite() else str(value)
     return (
-        f'<b id="{element_id}" title="{e(str(value))} {e(str(currency))}">'
+        f'<b id="{element_id}" title="{e(exact)} {e(str(currency))}">'
         f'<span class="num">{e(format_amount(value, crypto=crypto))}</span> '
         f'<span class="cur">{e(str(currency))}</span></b>'
     )

@@ -2,17 +2,43 @@
 
 It exists so that teams already on httpx need no second HTTP stack, and it shows that the
 transport contract is not shaped after aiohttp.
+
+httpx's ``timeout`` bounds each phase (connect, every read) rather than the attempt, so the
+transport puts one deadline of its own around the whole exchange: headers, body and
+decompression. The body is streamed (``client.stream``), taken as it came off the wire and
+inflated here in bounded steps, and counted against ``max_response_bytes``; a refused body
+closes its connection (httpx does not return a half-read connection to its pool). httpx's
+exceptions are re-raised from scrubbed copies, as in the aiohttp transport.
+
+An ``httpx.AsyncClient`` keeps connections that belong to the event loop that opened them, so
+the transport refuses, with a clear :class:`~instax_async.InstaxError`, to use a client in
+another loop than the one it first used it in.
 """
 
 from __future__ import annotations
+
+import asyncio
+import zlib
 
 from .._extras import extra_required
 
 with extra_required("httpx"):
     import httpx
 
-from ..errors import APIConnectionError, APITimeoutError
-from .base import Request, Response
+from .._compat import timeout as timeout_scope
+from ..errors import APIConnectionError, APITimeoutError, InstaxError
+from .base import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    BodyCollector,
+    Inflater,
+    Request,
+    Response,
+    check_max_response_bytes,
+    redacted_headers,
+    scrub_exception,
+    secret_values,
+)
 
 __all__ = ["HttpxTransport"]
 
@@ -22,48 +48,154 @@ class HttpxTransport:
 
     :param client: an ``httpx.AsyncClient`` of your own; it is never closed by this transport.
         Without one, a client is created on the first request and closed by :meth:`aclose`.
+        Either way the client is used in one event loop only: close the transport before that
+        loop ends (``await transport.aclose()``) if the next loop is to use it again.
+    :param max_response_bytes: the most bytes of a response body the transport reads, counted
+        after decompression (16 MiB by default). A larger body raises
+        :class:`~instax_async.ResponseTooLargeError` and its connection is closed.
     """
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+    #: The transport bounds the whole attempt by ``Request.timeout`` itself.
+    enforces_timeout = True
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._max_response_bytes = check_max_response_bytes(max_response_bytes)
         self._client = client
         self._owns_client = client is None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"<HttpxTransport client={'owned' if self._owns_client else 'shared'}>"
+        mode = "owned" if self._owns_client else "shared"
+        return f"<HttpxTransport client={mode} max_response_bytes={self._max_response_bytes}>"
 
-    async def send(self, request: Request) -> Response:
-        """Send one request; httpx's errors come back as ``APIConnectionError``."""
+    @property
+    def max_response_bytes(self) -> int:
+        """The most bytes of a response body this transport reads."""
+        return self._max_response_bytes
+
+    def _client_for_loop(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
         client = self._client
         if client is None:
             client = self._client = httpx.AsyncClient()
-        try:
-            response = await client.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                content=request.content or None,
-                timeout=request.timeout,
-                follow_redirects=False,
+            self._loop = loop
+        elif self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise InstaxError(
+                "HttpxTransport: its httpx.AsyncClient was first used in another event loop "
+                "(an earlier asyncio.run?), and an httpx client's connections cannot move "
+                "between loops. Close the transport (await transport.aclose()) before its loop "
+                "ends, or make a transport (and AsyncSession) per event loop."
             )
+        if client.is_closed:
+            raise InstaxError(
+                "HttpxTransport: the httpx.AsyncClient passed to it is closed; pass an open "
+                "client, or none to let the transport manage its own"
+            )
+        return client
+
+    async def send(self, request: Request) -> Response:
+        """Send one request; httpx's errors come back as ``APIConnectionError``.
+
+        A body over ``max_response_bytes`` raises ``ResponseTooLargeError``; a client used
+        outside its event loop raises ``InstaxError``.
+        """
+        client = self._client_for_loop()
+        error: InstaxError
+        try:
+            async with timeout_scope(request.timeout):
+                return await self._exchange(client, request)
         except httpx.ConnectError as exc:
-            raise APIConnectionError(
-                f"could not connect for {request.method} {request.url}: {exc}",
+            cause = _scrub(exc, request)
+            error = APIConnectionError(
+                f"could not connect for {request.method} {request.url}: {cause}",
                 connect_failed=True,
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
+            )
+        except (httpx.TimeoutException, asyncio.TimeoutError, TimeoutError) as exc:
+            cause = _scrub(exc, request)
+            error = APITimeoutError(
                 f"{request.method} {request.url} timed out after {request.timeout:g} s"
-            ) from exc
+            )
         except httpx.HTTPError as exc:
-            raise APIConnectionError(
-                f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        return Response(
-            status=response.status_code, headers=response.headers, content=response.content
-        )
+            cause = _scrub(exc, request)
+            error = APIConnectionError(
+                f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+            )
+        except zlib.error as exc:
+            cause = _scrub(exc, request)
+            error = APIConnectionError(
+                f"{request.method} {request.url} failed: the response body does not "
+                f"decompress ({cause})"
+            )
+        # raised here, after the except blocks: inside one, the original exception, with the
+        # request headers, would become the new error's __context__
+        raise error from cause
+
+    async def _exchange(self, client: httpx.AsyncClient, request: Request) -> Response:
+        headers = dict(request.headers)
+        if not any(name.lower() == "accept-encoding" for name in headers):
+            headers["Accept-Encoding"] = ACCEPT_ENCODING
+        async with client.stream(
+            request.method,
+            request.url,
+            headers=headers,
+            content=request.content or None,
+            timeout=request.timeout,
+            follow_redirects=False,
+        ) as response:
+            # leaving this block closes the response; unread, its connection is discarded
+            body = BodyCollector(
+                request, response.status_code, response.headers, self._max_response_bytes
+            )
+            encoding = response.headers.get("Content-Encoding", "").strip().lower()
+            inflater = Inflater.for_encoding(encoding)
+            if encoding in ("", "identity"):
+                body.check_length(_content_length(response.headers))
+            async for chunk in response.aiter_raw():
+                if inflater is None:
+                    body.add(chunk)
+                else:
+                    for piece in inflater.feed(chunk):
+                        body.add(piece)
+            return Response(
+                status=response.status_code, headers=response.headers, content=body.content()
+            )
 
     async def aclose(self) -> None:
-        """Close the client this transport created; a caller's client is left open."""
+        """Close the client this transport created; a caller's client is left open.
+
+        Call it in the event loop that used the transport: a client of another loop cannot be
+        closed from this one and is only let go.
+        """
         if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+            client, loop = self._client, self._loop
+            self._client = self._loop = None
+            if loop is asyncio.get_running_loop():
+                await client.aclose()
+
+
+def _content_length(headers: httpx.Headers) -> int | None:
+    value = headers.get("Content-Length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _scrub(exc: BaseException, request: Request) -> BaseException:
+    return scrub_exception(exc, secret_values(request.headers), _redact)
+
+
+def _redact(exc: BaseException) -> None:
+    """Give ``exc`` a copy of its request with the secret headers redacted."""
+    if isinstance(exc, httpx.RequestError):
+        try:
+            original = exc.request
+        except RuntimeError:  # no request attached
+            return
+        exc.request = httpx.Request(
+            original.method, original.url, headers=redacted_headers(original.headers)
+        )

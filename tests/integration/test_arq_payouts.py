@@ -371,6 +371,8 @@ async def test_a_retried_slice_whose_successor_exists_does_not_enqueue_it_again(
         task = asyncio.create_task(running.async_run())
         with caplog.at_level(logging.DEBUG, logger="instax_async.arq"):
             assert await job.result(timeout=5, poll_delay=0.02) == "rescheduled"
+        # the result is stored before the job's task ends: closing earlier would cancel it
+        await until(lambda: all(t.done() for t in running.tasks.values()))
         await running.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -18,13 +18,12 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp import web
 
-from instax_async import AsyncSession, SessionRequest, WebhookEvent
-from instax_async.integrations.aiohttp import webhook_handler
-from instax_async.sandbox import Sandbox, SandboxConfig
+from instax_async import AsyncSession, SessionRequest
+from instax_async.sandbox import Sandbox
+from instax_async.testing import WebhookRecorder
 
 CHROMIUM = os.environ.get("INSTAX_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-SECRET = "browser-secret"
 
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(
@@ -55,25 +54,6 @@ async def browser() -> AsyncIterator[Any]:
             await browser.close()
 
 
-@pytest.fixture
-async def flow(start_server: Any) -> AsyncIterator[tuple[Sandbox, list[WebhookEvent]]]:
-    events: list[WebhookEvent] = []
-    receiver = web.Application()
-    receiver.router.add_post("/hook", webhook_handler(SECRET, events.append))
-    receiver_url = await start_server(receiver)
-    config = SandboxConfig(webhook_url=f"{receiver_url}/hook", webhook_secret=SECRET)
-    async with Sandbox(config) as sandbox:
-        yield sandbox, events
-
-
-async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 @pytest.mark.parametrize(
     ("card", "expected_text", "final_status"),
     [
@@ -83,19 +63,18 @@ async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
 )
 async def test_checkout_in_chromium(
     browser: Any,
-    flow: tuple[Sandbox, list[WebhookEvent]],
+    instax_client: AsyncSession,
+    instax_webhooks: WebhookRecorder,
     card: str,
     expected_text: str,
     final_status: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    sandbox, events = flow
-    async with AsyncSession(base_url=sandbox.url) as client:
-        session = await client.create_session(
-            SessionRequest.sending(
-                from_amount="25", from_currency="USD", to_currency="USDT", webhook_ref="order-b"
-            )
+    session = await instax_client.create_session(
+        SessionRequest.sending(
+            from_amount="25", from_currency="USD", to_currency="USDT", webhook_ref="order-b"
         )
+    )
     page = await browser.new_page()
     try:
         await page.goto(session.iframe_url)
@@ -104,40 +83,39 @@ async def test_checkout_in_chromium(
         await page.click("#pay")
         await page.wait_for_selector("#result.success, #result.failure", timeout=10_000)
         assert await page.inner_text("#result") == expected_text
-        await wait_for(lambda: any(e.status == final_status for e in events))
+        final = await instax_webhooks.wait_for(session_id=session.id, status=final_status)
     except BaseException:
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         raise
     finally:
         await page.close()
-    final = next(e for e in events if e.status == final_status)
     assert final.reference == "order-b"
-    assert final.session_id == session.id
-    assert [e.status for e in events] == ["pending", final_status]
+    assert [e.status for e in instax_webhooks.events] == ["pending", final_status]
 
 
 async def test_unknown_card_and_unknown_session(
-    browser: Any, flow: tuple[Sandbox, list[WebhookEvent]]
+    browser: Any,
+    instax_client: AsyncSession,
+    instax_sandbox: Sandbox,
+    instax_webhooks: WebhookRecorder,
 ) -> None:
-    sandbox, events = flow
-    async with AsyncSession(base_url=sandbox.url) as client:
-        session = await client.create_session(
-            SessionRequest.receiving(to_amount="5", from_currency="EUR", to_currency="USDC")
-        )
+    session = await instax_client.create_session(
+        SessionRequest.receiving(to_amount="5", from_currency="EUR", to_currency="USDC")
+    )
     page = await browser.new_page()
     try:
-        await page.goto(f"{sandbox.url}/order/{session.id}")
+        await page.goto(f"{instax_sandbox.url}/order/{session.id}")
         await page.fill("#card", "1111 2222 3333 4444")
         await page.click("#pay")
         await page.wait_for_selector("#result.error")
         assert "test card" in await page.inner_text("#result")
-        response = await page.goto(f"{sandbox.url}/embed/ps_nope")
+        response = await page.goto(f"{instax_sandbox.url}/embed/ps_nope")
         assert response is not None and response.status == 404
         assert "Session not found" in await page.content()
     finally:
         await page.close()
-    assert events == []
+    assert instax_webhooks.events == []
 
 
 # -- layout on every width, and the way back to the shop ---------------------------------------

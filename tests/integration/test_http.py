@@ -29,7 +29,7 @@ from tests.conftest import StartServer
 
 FAST = RetryPolicy(max_retries=2, backoff_base=0.0, backoff_max=0.0)
 SENDING = SessionRequest.sending(
-    from_amount=Decimal("12345678901234567890.123456789"),
+    from_amount=Decimal("999999999999.123456789012345678"),
     from_currency="USD",
     to_currency="USDT",
     webhook_ref="order-77",
@@ -69,7 +69,7 @@ async def test_end_to_end_creation_against_the_sandbox(
     )
     assert sending.id.startswith("ps_")
     assert sending.iframe_url == f"{base_url}/embed/{sending.id}"
-    assert sending.raw["from_amount"] == Decimal("12345678901234567890.123456789")
+    assert sending.raw["from_amount"] == Decimal("999999999999.123456789012345678")
     assert sending.raw["payment_direction"] == "sending"
     assert receiving.raw["to_amount"] == Decimal("10")
     assert receiving.raw["from_amount"] > 0
@@ -116,7 +116,7 @@ async def test_exact_bytes_and_headers_reach_the_server(
     await client.create_session(SENDING)
     assert state["bodies"] == [
         b'{"amountDirection":"sending","fromCurrency":"USD","toCurrency":"USDT",'
-        b'"fromAmount":12345678901234567890.123456789,"webhookRef":"order-77"}'
+        b'"fromAmount":999999999999.123456789012345678,"webhookRef":"order-77"}'
     ]
     headers = state["headers"][0]
     assert headers["Content-Type"] == "application/json"

@@ -1,0 +1,151 @@
+"""OpenTelemetry spans and metrics, when ``opentelemetry-api`` is installed (extra ``otel``).
+
+The SDK configures nothing: it asks the global tracer and meter providers for its instruments,
+so an application that set up the OpenTelemetry SDK gets the SDK's spans and metrics, and one
+that did not pays for no-op calls only. Without ``opentelemetry-api`` nothing is imported and
+:func:`telemetry` returns ``None``, which every caller checks first: the request path then does
+no telemetry work at all.
+
+What is recorded (names and attributes are part of the SDK's contract):
+
+- a span per public call (``instax.create_session``, ``instax.blockchain_status``,
+  ``instax.session_status``, ``instax.poll``), status ERROR with the exception on failure;
+- a CLIENT span per HTTP attempt, child of the call's span, named by the method, with the stable
+  HTTP semantic-convention attributes, and the W3C ``traceparent`` header injected;
+- a SERVER span per webhook delivery (``instax.webhook.receive``);
+- the metrics ``instax.client.requests``, ``instax.client.request.duration``,
+  ``instax.poller.watches`` and ``instax.webhooks.received``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = ["Telemetry", "telemetry"]
+
+_SCOPE = "instax_async"
+
+
+class Telemetry:
+    """The tracer, the meter and the SDK's instruments, resolved once."""
+
+    def __init__(self) -> None:
+        from opentelemetry import metrics, propagate, trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        self._trace = trace
+        self._propagate = propagate
+        self._kind_client = SpanKind.CLIENT
+        self._kind_server = SpanKind.SERVER
+        self._status_error = Status(StatusCode.ERROR)
+        self.tracer = trace.get_tracer(_SCOPE, __version__)
+        meter = metrics.get_meter(_SCOPE, __version__)
+        self.requests = meter.create_counter(
+            "instax.client.requests", unit="{request}", description="HTTP attempts made"
+        )
+        self.duration = meter.create_histogram(
+            "instax.client.request.duration",
+            unit="s",
+            description="Duration of HTTP attempts",
+        )
+        self.watches = meter.create_up_down_counter(
+            "instax.poller.watches",
+            unit="{watch}",
+            description="Transactions a BlockchainPoller is watching",
+        )
+        self.webhooks = meter.create_counter(
+            "instax.webhooks.received",
+            unit="{delivery}",
+            description="Webhook deliveries answered, by outcome code",
+        )
+
+    # -- spans -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def call(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
+        """A span around one public call, current while the call runs."""
+        with self.tracer.start_as_current_span(name, attributes=_clean(attributes)) as span:
+            yield span
+
+    def start_call(self, name: str, attributes: Mapping[str, Any]) -> Span:
+        """A call span that the caller ends (for polls, which outlive one ``with`` block)."""
+        return self.tracer.start_span(name, attributes=_clean(attributes))
+
+    def use(self, span: Span) -> contextlib.AbstractContextManager[Span]:
+        """Make ``span`` current without ending it."""
+        return self._trace.use_span(span, end_on_exit=False)
+
+    def end_with_error(self, span: Span, error: BaseException) -> None:
+        """Record ``error`` on ``span`` and mark it failed (the caller ends it)."""
+        span.record_exception(error)
+        span.set_status(self._status_error)
+        span.set_attribute("error.type", type(error).__qualname__)
+
+    def start_attempt(self, method: str, url: str, resend_count: int) -> Span:
+        """The CLIENT span of one HTTP attempt, child of the current span."""
+        parts = urlsplit(url)
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.full": url,
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        }
+        if resend_count:
+            attributes["http.request.resend_count"] = resend_count
+        return self.tracer.start_span(method, kind=self._kind_client, attributes=attributes)
+
+    def end_attempt(
+        self,
+        span: Span,
+        method: str,
+        seconds: float,
+        status: int | None,
+        error_type: str | None,
+        outcome: object,
+    ) -> None:
+        """Finish an attempt: its span's status and attributes, and the client metrics."""
+        attributes: dict[str, Any] = {"http.request.method": method}
+        if status is not None:
+            attributes["http.response.status_code"] = status
+            span.set_attribute("http.response.status_code", status)
+        if error_type is not None:
+            attributes["error.type"] = error_type
+            span.set_attribute("error.type", error_type)
+            if isinstance(outcome, BaseException):
+                span.record_exception(outcome)
+            span.set_status(self._status_error)
+        span.end()
+        self.requests.add(1, attributes)
+        self.duration.record(seconds, attributes)
+
+    def inject(self, span: Span, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` plus the W3C trace context of ``span`` (``traceparent``)."""
+        carrier = dict(headers)
+        self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
+        return carrier
+
+    def server_span(self, name: str) -> contextlib.AbstractContextManager[Span]:
+        """A SERVER span, current while the delivery is handled."""
+        return self.tracer.start_as_current_span(name, kind=self._kind_server)
+
+
+def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in attributes.items() if value is not None}
+
+
+@functools.cache
+def telemetry() -> Telemetry | None:
+    """The SDK's instruments, or ``None`` when ``opentelemetry-api`` is not installed."""
+    try:
+        return Telemetry()
+    except ImportError:
+        return None

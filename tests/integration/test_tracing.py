@@ -1,0 +1,213 @@
+"""OpenTelemetry: the spans and metrics the SDK emits through the global providers.
+
+The OpenTelemetry SDK's in-memory exporter and metric reader are installed as the process's
+global providers once (a provider can be set only once per process); each test clears them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from instax_async import AsyncSession, NotFoundError, RetryPolicy, SessionRequest
+from tests.conftest import StartServer
+
+REQUEST = SessionRequest.sending(from_amount="50", from_currency="USD", to_currency="USDT")
+FAST = RetryPolicy(max_retries=2, backoff_base=0.0, backoff_max=0.0)
+API_KEY = "sk_live_tracing_secret"
+
+_EXPORTER = InMemorySpanExporter()
+_READER = InMemoryMetricReader()
+
+
+@pytest.fixture
+def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+    _EXPORTER.clear()
+    _READER.get_metrics_data()  # reset nothing, but collect what earlier tests left
+    yield _EXPORTER, _READER
+    _EXPORTER.clear()
+
+
+def api(seen: list[dict[str, str]], statuses: list[int] | None = None) -> web.Application:
+    answers = iter(statuses or [])
+
+    async def create(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        status = next(answers, 201)
+        if status != 201:
+            return web.json_response({"message": "busy"}, status=status)
+        return web.json_response({"id": "ps_traced"}, status=201)
+
+    async def blockchain(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        polls = len(seen)
+        body: dict[str, Any] = {"txId": request.query["txId"], "status": "pending"}
+        if polls >= 2:
+            body.update(status="confirmed", hash="0xfeed")
+        return web.json_response(body)
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"message": "unknown session"}, status=404)
+
+    app = web.Application()
+    app.router.add_post("/api/session", create)
+    app.router.add_get("/utils/blockchain-status", blockchain)
+    app.router.add_get("/api/session/{id}/status", status)
+    return app
+
+
+def by_name(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == name]
+
+
+async def test_a_retried_create_session_is_one_call_span_with_two_client_spans(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
+) -> None:
+    exporter, reader = otel
+    seen: list[dict[str, str]] = []
+    url = await start_server(api(seen, [503]))
+    async with AsyncSession(base_url=url, api_key=API_KEY, retry=FAST) as client:
+        session = await client.create_session(REQUEST)
+    spans = exporter.get_finished_spans()
+    [call] = by_name(spans, "instax.create_session")
+    attempts = by_name(spans, "POST")
+    assert len(attempts) == 2
+    assert call.attributes is not None
+    assert call.attributes["instax.amount_direction"] == "sending"
+    assert call.attributes["instax.session.id"] == session.id
+    assert call.status.status_code is StatusCode.UNSET
+    first, second = sorted(attempts, key=lambda span: span.start_time or 0)
+    for attempt in attempts:
+        assert attempt.kind is SpanKind.CLIENT
+        assert attempt.parent is not None and attempt.parent.span_id == call.context.span_id
+        assert attempt.attributes is not None
+        assert attempt.attributes["http.request.method"] == "POST"
+        assert attempt.attributes["url.full"] == f"{url}/api/session"
+        assert attempt.attributes["server.address"] == "127.0.0.1"
+        assert attempt.attributes["server.port"] == int(url.rsplit(":", 1)[1])
+    assert first.attributes is not None and second.attributes is not None
+    assert first.attributes["http.response.status_code"] == 503
+    assert first.attributes["error.type"] == "503"
+    assert first.status.status_code is StatusCode.ERROR
+    assert "http.request.resend_count" not in first.attributes
+    assert second.attributes["http.response.status_code"] == 201
+    assert second.attributes["http.request.resend_count"] == 1
+    # the W3C trace context reached the server, naming each attempt's span
+    for headers, attempt in zip(seen, (first, second), strict=True):
+        trace_id, span_id = headers["traceparent"].split("-")[1:3]
+        assert int(trace_id, 16) == attempt.context.trace_id
+        assert int(span_id, 16) == attempt.context.span_id
+    # no secret in any span
+    for span in spans:
+        assert API_KEY not in repr(span.attributes) and API_KEY not in span.to_json()
+    # the metrics
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            if scope.scope.name == "instax_async":
+                for metric in scope.metrics:
+                    points.setdefault(metric.name, []).extend(metric.data.data_points)
+    statuses = {
+        p.attributes.get("http.response.status_code"): p.value
+        for p in points["instax.client.requests"]
+    }
+    assert statuses[503] >= 1 and statuses[201] >= 1
+    assert sum(p.count for p in points["instax.client.request.duration"]) >= 2
+
+
+async def test_a_404_marks_the_call_span_as_an_error(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
+) -> None:
+    exporter, _ = otel
+    url = await start_server(api([]))
+    async with AsyncSession(base_url=url, api_key=API_KEY) as client:
+        with pytest.raises(NotFoundError):
+            await client.session_status("ps_missing")
+    spans = exporter.get_finished_spans()
+    [call] = by_name(spans, "instax.session_status")
+    [attempt] = by_name(spans, "GET")
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.attributes is not None and call.attributes["instax.session.id"] == "ps_missing"
+    assert any(event.name == "exception" for event in call.events)
+    assert attempt.attributes is not None and attempt.attributes["error.type"] == "404"
+    assert attempt.parent is not None and attempt.parent.span_id == call.context.span_id
+
+
+async def test_a_poll_is_one_span_over_its_attempts(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
+) -> None:
+    exporter, _ = otel
+    url = await start_server(api([]))
+    async with AsyncSession(base_url=url) as client:
+        status = await client.wait_for_blockchain_hash("wd_1", interval=0.01)
+        single = await client.blockchain_status("wd_1")
+    assert status.hash == single.hash == "0xfeed"
+    spans = exporter.get_finished_spans()
+    [poll] = by_name(spans, "instax.poll")
+    [call] = by_name(spans, "instax.blockchain_status")
+    assert poll.attributes is not None
+    assert poll.attributes["instax.tx.id"] == "wd_1" and poll.attributes["instax.poll.count"] == 2
+    polled = [
+        s for s in by_name(spans, "GET") if s.parent and s.parent.span_id == poll.context.span_id
+    ]
+    assert len(polled) == 2
+    assert call.attributes is not None and call.attributes["instax.tx.id"] == "wd_1"
+
+
+async def test_a_poll_that_times_out_is_an_error_span(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    exporter, _ = otel
+    async with AsyncSession(base_url="http://127.0.0.1:9", retry=FAST) as client:
+        with pytest.raises(Exception) as info:
+            await client.wait_for_blockchain_hash("wd_1", interval=0.01, timeout=0.2)
+    [poll] = by_name(exporter.get_finished_spans(), "instax.poll")
+    assert poll.status.status_code is StatusCode.ERROR
+    assert type(info.value).__name__ == "PollTimeoutError"
+
+
+def test_without_the_api_installed_nothing_is_imported() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None\n"  # as if opentelemetry-api were not installed
+        "import asyncio, json\n"
+        "from instax_async import AsyncSession, MockTransport, Response, SessionRequest\n"
+        "from instax_async._telemetry import telemetry\n"
+        "def answer(request):\n"
+        "    assert 'traceparent' not in request.headers\n"
+        "    return Response(201, {}, json.dumps({'id': 'ps_1'}).encode())\n"
+        "async def main():\n"
+        "    async with AsyncSession(transport=MockTransport(answer)) as client:\n"
+        "        await client.create_session(SessionRequest.sending(\n"
+        "            from_amount='5', from_currency='USD', to_currency='USDT'))\n"
+        "        async for _ in client.poll_blockchain_status('wd_1', timeout=0.01):\n"
+        "            pass\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "print(telemetry(), [m for m in sys.modules if m.startswith('opentelemetry.')])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip().splitlines()[-1] == "None []"
