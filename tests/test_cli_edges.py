@@ -894,3 +894,16 @@ async def test_session_status_with_a_sparse_answer(
     url = await start_server(app)
     code = await in_thread(["session", "status", "ps_1", "--base-url", url, "--api-key", "k"])
     assert code == 0 and capsys.readouterr().out == "ps_1: pending\n"
+
+
+def test_an_interrupt_anywhere_exits_130_quietly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import instax_async.cli as cli
+
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt  # e.g. Ctrl-C while reading a body from the terminal
+
+    monkeypatch.setattr(cli, "_cmd_webhook_sign", interrupted)
+    code, out, err = run_main(["webhook", "sign", "--secret", "s", "/dev/null"], capsys)
+    assert (code, out, err) == (130, "", "")
