@@ -1,16 +1,21 @@
 PYTHON ?= python3
-PY310 ?= python3.10
 VENV := .venv
 BIN := $(VENV)/bin
+# make test-py PY=python3.13 (or a path): the suite on another Python, in .venv-<version>
+PY ?= python3.10
+PY310 ?= python3.10
+PY_VERSION = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PY_VENV = .venv-$(PY_VERSION)
 
-.PHONY: demo test test-3.10 lint typecheck pytest bench clean
+.PHONY: demo test test-py test-3.10 lint typecheck pytest dist check-dist bench clean
 
+# -qq: pip's own notices (and the build backend's) stay out of the demo's output; errors show.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -qq --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install -qq -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
@@ -33,15 +38,32 @@ pytest: $(VENV)/.installed-dev
 
 test: lint typecheck pytest
 
-# The oldest supported Python: the suite once more, without the coverage gate.
-test-3.10:
-	test -x .venv-3.10/bin/python || $(PY310) -m venv .venv-3.10
-	.venv-3.10/bin/python -m pip install --quiet -e '.[dev]'
+# The suite once more on another Python, without the coverage gate.
+test-py:
+	test -x $(PY_VENV)/bin/python || $(PY) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install -qq --upgrade pip
+	$(PY_VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@sh scripts/ensure-redis
-	.venv-3.10/bin/python -m pytest -q -p no:cacheprovider
+	$(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The oldest supported Python.
+test-3.10:
+	$(MAKE) test-py PY=$(PY310)
+
+# The release artefacts: sdist and wheel in dist/, checked as the package index will.
+dist: $(VENV)/.installed-dev
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
+# The artefacts work: the wheel installs into a fresh venv on each Python given (PYTHONS, default
+# python3) and `instax --version` / `instax demo` run from outside the source tree; the sdist's
+# own tests pass from its unpacked tree.
+check-dist: dist
+	sh scripts/check-dist $(BIN)/python $(or $(PYTHONS),$(PYTHON))
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-3.10 .pytest_cache .mypy_cache .ruff_cache .coverage build *.egg-info
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .coverage build dist *.egg-info

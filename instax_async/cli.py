@@ -1,7 +1,14 @@
 """The ``instax`` command line (also ``python -m instax_async``).
 
 Exit status: 0 on success, 1 when the API, a receiver or a verification said no, 2 for bad
-input (one line on stderr, never a traceback).
+input, 130 when interrupted (Ctrl-C). Whatever happens, the user reads one line on stderr,
+never a traceback:
+
+- Errors speak the command line's language: a bad value names the option (``--amount``,
+  ``--base-url``), not the SDK's parameter.
+- A closed pipe (``instax … | head -1``) ends the command quietly with status 0, as Unix
+  tools do: the reader has what it wanted.
+- ``--json`` works with every command; options a command does not use are not offered to it.
 """
 
 from __future__ import annotations
@@ -9,25 +16,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
+import math
 import os
+import platform
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Coroutine, Sequence
+from typing import IO, Any, NoReturn, TypeVar
 
 from aiohttp import web
 
 from . import AsyncSession, SessionRequest
 from ._compat import timeout as timeout_scope
-from .errors import InstaxError, ValidationError, WebhookVerificationError
-from .models import WebhookEvent
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    InstaxError,
+    PollTimeoutError,
+    ValidationError,
+    WebhookVerificationError,
+)
+from .models import BlockchainStatus, WebhookEvent
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit status 2."""
+
+
+class CommandFailed(Exception):
+    """The command could not do its job (the cause is in the message): exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +67,109 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text)
 
 
+def _shown(value: object) -> str:
+    """A value for human output: ``-`` for a missing one, never ``None``."""
+    return "-" if value is None or value == "" else str(value)
+
+
+# -- option types ------------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def _seconds_or_zero(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # also false for nan
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port from 0 to 65535 (0 picks a free one), got {text!r}"
+        )
+    return value
+
+
+# -- running a coroutine -------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    """Ctrl-C (SIGINT) arrived while a command was running."""
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``, where Ctrl-C cancels the coroutine so it cleans up after itself.
+
+    The same on every Python (3.10's ``asyncio.run`` lets ``KeyboardInterrupt`` tear through
+    whatever is running): the cancelled command closes its connections, then ``main`` exits
+    with status 130 without a traceback.
+    """
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            interrupted = True
+            assert task is not None  # a coroutine run by asyncio.run is a task
+            task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            handled = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            handled = False  # not the main thread (tests), or no signals here
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if interrupted:
+                raise _Interrupted from None
+            raise
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(guarded())
+
+
 # -- demo ------------------------------------------------------------------------------------
 
 DEMO_SECRET = "demo-webhook-secret"
@@ -51,23 +179,33 @@ class DemoFailure(Exception):
     """A step of the demo did not check out."""
 
 
-async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) -> int:
+async def run_demo(
+    out: list[str] | None = None,
+    *,
+    step_timeout: float = 10.0,
+    echo: bool = True,
+    report: dict[str, Any] | None = None,
+) -> int:
     """The SDK's whole job on one machine: sessions, checkout, webhooks, payout hash.
 
     Starts the sandbox and a webhook receiver on free loopback ports, creates a sending and a
     receiving session concurrently, pays one and declines the other, verifies both webhooks,
     waits for the paid one's blockchain hash with the poller, and prints a summary. Returns 0
-    only if every step checked out.
+    only if every step checked out. ``echo=False`` prints nothing (the lines still go to
+    ``out``); ``report`` is filled with the outcome as data (``instax demo --json``).
     """
     from .integrations.aiohttp import webhook_handler
     from .polling import BlockchainPoller
     from .sandbox import Sandbox, SandboxConfig
 
     lines: list[str] = [] if out is None else out
+    data: dict[str, Any] = {} if report is None else report
+    data.update(ok=False, sandbox=None, webhooks=None, sessions=[], failed_step=None, error=None)
 
     def say(line: str) -> None:
         lines.append(line)
-        print(line, flush=True)
+        if echo:
+            print(line, flush=True)
 
     finals: dict[str, WebhookEvent] = {}
     arrived = asyncio.Event()
@@ -93,6 +231,7 @@ async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) 
             Sandbox(config) as sandbox,
             AsyncSession(base_url=sandbox.url, api_key="demo-key", timeout=step_timeout) as client,
         ):
+            data.update(sandbox=sandbox.url, webhooks=hook_url)
             say(f"sandbox   {sandbox.url}")
             say(f"webhooks  {hook_url}")
             step = "create a sending and a receiving session"
@@ -149,12 +288,20 @@ async def run_demo(out: list[str] | None = None, *, step_timeout: float = 10.0) 
             widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
             for row in rows:
                 say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            data["sessions"] = [
+                _demo_record(sending.id, sending.raw, paid_event, payout.hash),
+                _demo_record(receiving.id, receiving.raw, declined_event, None),
+            ]
+    except BrokenPipeError:
+        raise  # the reader went away: nothing left to tell anyone
     except (InstaxError, DemoFailure, TimeoutError, asyncio.TimeoutError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
+        data.update(failed_step=step, error=f"{type(exc).__name__}: {detail}")
         say(f"demo failed at step '{step}': {type(exc).__name__}: {detail}")
         return 1
     finally:
         await receiver_runner.cleanup()
+    data["ok"] = True
     say("")
     say("demo ok: every step checked out")
     return 0
@@ -173,31 +320,39 @@ def _demo_row(
     return (session_id, str(raw["payment_direction"]), amounts, status, "verified", short_hash)
 
 
+def _demo_record(
+    session_id: str, raw: Any, event: WebhookEvent, payout_hash: str | None
+) -> dict[str, Any]:
+    return {
+        "id": session_id,
+        "direction": raw["payment_direction"],
+        "from_amount": raw["from_amount"],
+        "from_currency": raw["from_currency"],
+        "to_amount": raw["to_amount"],
+        "to_currency": raw["to_currency"],
+        "status": str(event.status),
+        "status_reason": event.data.status_reason,
+        "webhook_verified": True,
+        "payout_hash": payout_hash,
+    }
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(run_demo())
+    if not args.json:
+        return _run(run_demo())
+    report: dict[str, Any] = {}
+    code = _run(run_demo(echo=False, report=report))
+    print(json.dumps(report, default=str, ensure_ascii=False))
+    return code
 
 
 # -- sessions and payouts ----------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> AsyncSession:
-    return AsyncSession(api_key=args.api_key, base_url=args.base_url, timeout=args.timeout)
-
-
-# SessionRequest fields and the ``session create`` options that set them.
-_CREATE_FLAGS = {
-    "from_amount": "--amount",
-    "to_amount": "--amount",
-    "from_currency": "--from",
-    "to_currency": "--to",
-    "address": "--address",
-    "webhook_ref": "--webhook-ref",
-    "return_url": "--return-url",
-    "account_ref_id": "--account-ref-id",
-    "method": "--method",
-    "email": "--email",
-    "country": "--country",
-}
+def _client(args: argparse.Namespace, **kwargs: Any) -> AsyncSession:
+    return AsyncSession(
+        api_key=args.api_key, base_url=args.base_url, timeout=args.timeout, **kwargs
+    )
 
 
 def _cmd_session_create(args: argparse.Namespace) -> int:
@@ -216,33 +371,27 @@ def _cmd_session_create(args: argparse.Namespace) -> int:
     }
     if args.allow_unlisted:
         optional["allow_unlisted"] = True
-    try:
-        if args.direction == "sending":
-            request = SessionRequest.sending(
-                from_amount=args.amount,
-                from_currency=args.from_currency,
-                to_currency=args.to_currency,
-                **optional,
-            )
-        else:
-            request = SessionRequest.receiving(
-                to_amount=args.amount,
-                from_currency=args.from_currency,
-                to_currency=args.to_currency,
-                **optional,
-            )
-    except ValidationError as exc:
-        # Name the option the user typed, not the SessionRequest field behind it.
-        field = exc.field or ""
-        flag = _CREATE_FLAGS.get(field, field)
-        detail = str(exc).removeprefix(f"{field}: ")
-        raise UsageError(f"instax: {flag}: {detail}" if flag else f"instax: {detail}") from None
+    # A ValidationError names the option the user typed (main translates the field).
+    if args.direction == "sending":
+        request = SessionRequest.sending(
+            from_amount=args.amount,
+            from_currency=args.from_currency,
+            to_currency=args.to_currency,
+            **optional,
+        )
+    else:
+        request = SessionRequest.receiving(
+            to_amount=args.amount,
+            from_currency=args.from_currency,
+            to_currency=args.to_currency,
+            **optional,
+        )
 
     async def create() -> Any:
         async with _client(args) as client:
             return await client.create_session(request)
 
-    session = asyncio.run(create())
+    session = _run(create())
     _emit(
         args,
         {"id": session.id, "iframe_url": session.iframe_url, "response": session.raw},
@@ -251,54 +400,234 @@ def _cmd_session_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_api_key(args: argparse.Namespace, command: str) -> None:
+    if not (args.api_key or os.environ.get("INSTAX_API_KEY")):
+        raise UsageError(
+            f"instax: {command} needs an api key: pass --api-key or set INSTAX_API_KEY"
+        )
+
+
 def _cmd_session_status(args: argparse.Namespace) -> int:
+    _require_api_key(args, "session status")
+
     async def fetch() -> Any:
         async with _client(args) as client:
             return await client.session_status(args.session_id)
 
-    status = asyncio.run(fetch())
-    raw = dict(status.raw)
-    _emit(
-        args,
-        raw,
-        f"{status.session_id}: {status.session_status}  deposit={status.deposit_status} "
-        f"withdraw={status.withdraw_status}  {status.from_amount} {status.from_currency} -> "
-        f"{status.to_amount} {status.to_currency}",
-    )
+    status = _run(fetch())
+    parts = [f"{_shown(status.session_id or args.session_id)}: {_shown(status.session_status)}"]
+    for label, value, reason in (
+        ("deposit", status.deposit_status, status.deposit_status_reason),
+        ("withdraw", status.withdraw_status, status.withdraw_status_reason),
+    ):
+        if value:
+            parts.append(f"{label}={value}" + (f" ({reason})" if reason else ""))
+    if status.from_amount is not None or status.to_amount is not None:
+        parts.append(
+            f"{_shown(status.from_amount)} {_shown(status.from_currency)} -> "
+            f"{_shown(status.to_amount)} {_shown(status.to_currency)}"
+        )
+    if status.withdrawal_id:
+        parts.append(f"withdraw_tx={status.withdrawal_id}")
+    _emit(args, dict(status.raw), "  ".join(parts))
     return 0
 
 
+class _WaitProgress:
+    """What ``instax status --wait`` tells the user while it waits, on stderr.
+
+    On a terminal one line, redrawn at least once a second, shows the status, the time waited
+    and the polls made; elsewhere (a log, a pipe) each status change is one line. A failed
+    poll is always a line of its own, with its cause.
+    """
+
+    def __init__(
+        self, tx_id: str, stream: IO[str], *, live: bool, clock: Callable[[], float]
+    ) -> None:
+        self.tx_id = tx_id
+        self.stream = stream
+        self.live = live
+        self.clock = clock
+        self.started = clock()
+        self.polls = 0
+        self.status: str | None = None
+        #: when the first poll of the current run of connection failures started
+        self.failing_since: float | None = None
+        self.failures = 0
+        self.last_error: str | None = None
+        self._drawn = False
+
+    def _elapsed(self) -> str:
+        return f"{self.clock() - self.started:.0f} s"
+
+    def _polls(self) -> str:
+        return f"{self.polls} poll{'' if self.polls == 1 else 's'}"
+
+    def line(self) -> str:
+        """The live line's text."""
+        text = f"waiting for {self.tx_id}: {self.status or 'no answer yet'}, "
+        text += f"{self._elapsed()}, {self._polls()}"
+        if self.failing_since is not None:
+            text += f", unreachable for {self.clock() - self.failing_since:.0f} s"
+        return text
+
+    def redraw(self) -> None:
+        """Redraw the live line (terminal only)."""
+        if self.live:
+            self.stream.write(f"\r\x1b[K{self.line()}")
+            self.stream.flush()
+            self._drawn = True
+
+    def _say(self, text: str) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._drawn = False
+        self.redraw()
+
+    def poll_started(self) -> float:
+        """Count a poll; returns when it started."""
+        self.polls += 1
+        return self.clock()
+
+    def answered(self, status: BlockchainStatus) -> None:
+        """A poll was answered: the API is reachable; a new status is reported."""
+        self.failing_since = None
+        self.last_error = None
+        shown = status.status or ("hash" if status.hash else "unknown")
+        if shown != self.status:
+            self.status = shown
+            if self.live:
+                self.redraw()
+            else:
+                self._say(f"{self.tx_id}: {shown} (after {self._elapsed()}, {self._polls()})")
+
+    def failed(self, started: float, error: InstaxError, *, again: bool = True) -> None:
+        """A poll failed; a connection failure starts or continues a run of them."""
+        if isinstance(error, APIConnectionError) and self.failing_since is None:
+            self.failing_since = started
+        self.failures += 1
+        self.last_error = _describe(error)
+        then = "; trying again" if again else ""
+        self._say(f"instax: poll {self.polls} failed: {self.last_error}{then}")
+
+    def finish(self) -> None:
+        """Clear the live line: the result goes to stdout."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._drawn = False
+
+    async def tick(self) -> None:
+        """Keep the live line moving while nothing else happens."""
+        while True:
+            self.redraw()
+            await asyncio.sleep(0.5)
+
+
+async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
+    """Poll until the payout has a hash or failed, telling the user what happens."""
+    from .polling import PollOptions, is_transient, poll
+    from .retry import RetryPolicy
+
+    loop = asyncio.get_running_loop()
+    now = loop.time
+    options = PollOptions(
+        interval=args.interval,
+        max_interval=max(30.0, args.interval),
+        timeout=args.wait_timeout,
+    )
+    live = sys.stderr is not None and sys.stderr.isatty()
+    progress = _WaitProgress(args.tx_id, sys.stderr or io.StringIO(), live=live, clock=now)
+    limit = args.unreachable_timeout
+    slack = 0.001  # timers may fire a hair early
+
+    def unreachable_too_long() -> bool:
+        since = progress.failing_since
+        return since is not None and now() >= since + limit - slack
+
+    def give_up() -> CommandFailed:
+        return CommandFailed(
+            f"instax: gave up waiting for {args.tx_id}: the API was unreachable for "
+            f"{limit:g} s (--unreachable-timeout; {progress.failures} failed polls); "
+            f"last error: {progress.last_error}"
+        )
+
+    # One attempt per poll: the poll engine decides every wait itself.
+    async with _client(args, retry=RetryPolicy(max_retries=0)) as client:
+
+        async def fetch(left: float) -> BlockchainStatus:
+            started = progress.poll_started()
+            try:
+                async with timeout_scope(left):
+                    status = await client.blockchain_status(args.tx_id)
+            except (TimeoutError, asyncio.TimeoutError):
+                # the attempt ran into the deadline of the whole wait
+                raise PollTimeoutError(f"no answer within {left:.1f} s") from None
+            except InstaxError as exc:
+                if not is_transient(exc):
+                    raise  # the poll ends with it: main reports it once
+                last = isinstance(exc, APIConnectionError) and unreachable_too_long()
+                progress.failed(started, exc, again=not last)
+                if last:
+                    raise give_up() from None
+                raise
+            progress.answered(status)
+            return status
+
+        async def pace(wait: float) -> None:
+            # While the API is unreachable, the next poll comes no later than the limit, so
+            # the give-up falls on it: the last try is made at --unreachable-timeout.
+            if progress.failing_since is not None:
+                wait = min(wait, max(0.0, progress.failing_since + limit - now()))
+            await asyncio.sleep(wait)
+
+        ticker = loop.create_task(progress.tick()) if live else None
+        final: BlockchainStatus | None = None
+        try:
+            async with contextlib.aclosing(
+                poll(
+                    fetch,
+                    stop=lambda status: status.is_final,
+                    options=options,
+                    subject=f"blockchain hash for {args.tx_id}",
+                    sleep=pace,
+                    clock=now,
+                )
+            ) as updates:
+                async for final in updates:  # noqa: B007 - the last status is the answer
+                    pass
+        except PollTimeoutError:
+            if unreachable_too_long():
+                raise give_up() from None
+            seen = f"still {progress.status}" if progress.status else "no answer"
+            if progress.last_error:
+                seen += f"; last error: {progress.last_error}"
+            raise CommandFailed(
+                f"instax: gave up waiting for {args.tx_id} after {args.wait_timeout:g} s "
+                f"(--wait-timeout; {progress._polls()}): {seen}"
+            ) from None
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+            progress.finish()
+    assert final is not None  # a poll ends normally only after yielding its final status
+    return final
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    progress = sys.stderr.isatty() and not args.json
-
-    async def fetch() -> Any:
+    async def fetch() -> BlockchainStatus:
         async with _client(args) as client:
-            if not args.wait:
-                return await client.blockchain_status(args.tx_id)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            last = None
-            async for last in client.poll_blockchain_status(
-                args.tx_id,
-                interval=args.interval,
-                max_interval=max(30.0, args.interval),
-                timeout=args.wait_timeout,
-            ):
-                if progress:
-                    elapsed = loop.time() - started
-                    sys.stderr.write(
-                        f"\rwaiting for {args.tx_id}: {last.status or '?'} ({elapsed:.0f} s)  "
-                    )
-                    sys.stderr.flush()
-            if progress:
-                sys.stderr.write("\n")
-            return last
+            return await client.blockchain_status(args.tx_id)
 
-    status = asyncio.run(fetch())
+    status = _run(_wait_for_hash(args) if args.wait else fetch())
     _emit(
         args,
         {"tx_id": status.tx_id, "status": status.status, "hash": status.hash, "raw": status.raw},
-        f"{status.tx_id}: {status.status or 'unknown'}  hash={status.hash or '-'}",
+        f"{status.tx_id}: {status.status or 'unknown'}  hash={_shown(status.hash)}",
     )
     return 0 if (status.hash or not args.wait) else 1
 
@@ -321,23 +650,42 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    async def serve() -> None:
-        async with Sandbox(config, host=args.host, port=args.port, access_log=True) as sandbox:
-            print(f"sandbox listening on {sandbox.url}", flush=True)
-            if config.webhook_url:
-                signed = "signed" if config.webhook_secret else "UNSIGNED (no --secret)"
-                print(f"webhooks go to {config.webhook_url}, {signed}", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                # A clean stop on Ctrl-C and on a process manager's SIGTERM.
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signum, stop.set)
-            await stop.wait()
-            print("sandbox stopped", flush=True)
+    def tell(data: dict[str, Any], text: str) -> None:
+        _emit(args, data, text)
+        sys.stdout.flush()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    async def serve() -> None:
+        sandbox = Sandbox(config, host=args.host, port=args.port, access_log=True)
+        try:
+            await sandbox.start()
+        except InstaxError as exc:
+            # the port is taken, or the host is not an address of this machine
+            raise UsageError(f"instax: {exc}") from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            # A clean stop on a process manager's SIGTERM (Ctrl-C is handled by _run), in place
+            # before the URL is out: whoever read it may send SIGTERM at once.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGTERM, stop.set)
+            signed = bool(config.webhook_secret)
+            tell({"url": sandbox.url}, f"sandbox listening on {sandbox.url}")
+            if config.webhook_url:
+                tell(
+                    {"webhook_url": config.webhook_url, "signed": signed},
+                    f"webhooks go to {config.webhook_url}, "
+                    + ("signed" if signed else "UNSIGNED (no --secret)"),
+                )
+            await stop.wait()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)  # False when it was never added
+            await sandbox.stop()
+        tell({"stopped": True}, "sandbox stopped")
+
+    try:
+        _run(serve())
+    except _Interrupted:
+        tell({"stopped": True}, "sandbox stopped")
     return 0
 
 
@@ -352,11 +700,26 @@ def _secret(args: argparse.Namespace) -> str:
 
 
 def _read_body(path: str) -> bytes:
+    from .webhooks import DEFAULT_MAX_BODY
+
+    # One byte more than a webhook may have, so an oversized body is told apart from a full one
+    # without reading a huge file into memory.
+    limit = DEFAULT_MAX_BODY + 1
     if path == "-":
-        return sys.stdin.buffer.read()
+        stdin = sys.stdin
+        if stdin is None:
+            raise UsageError("instax: no body: standard input is closed; give a FILE")
+        if stdin.isatty():
+            print(
+                "instax: reading the body from standard input (end it with Ctrl-D)", file=sys.stderr
+            )
+        try:
+            return stdin.buffer.read(limit)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"instax: cannot read standard input: {exc}") from None
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            return handle.read(limit)
     except OSError as exc:
         raise UsageError(f"instax: cannot read {path}: {exc.strerror or exc}") from None
 
@@ -377,10 +740,15 @@ def _event_summary(event: WebhookEvent) -> dict[str, Any]:
 
 
 def _cmd_webhook_sign(args: argparse.Namespace) -> int:
-    from .webhooks import sign
+    from .webhooks import DEFAULT_MAX_BODY, sign
 
     secret = _secret(args)
-    signature = sign(_read_body(args.file), secret)
+    body = _read_body(args.file)
+    if len(body) > DEFAULT_MAX_BODY:
+        raise UsageError(
+            f"instax: the body is over {DEFAULT_MAX_BODY} bytes, more than a webhook carries"
+        )
+    signature = sign(body, secret)
     _emit(args, {"signature": signature}, signature)
     return 0
 
@@ -400,12 +768,19 @@ def _cmd_webhook_verify(args: argparse.Namespace) -> int:
             print(f"not verified: {exc}", file=sys.stderr)
         return 1
     summary = _event_summary(event)
-    text = (
-        f"verified: {summary['status']} {summary['amount_in_fiat']} {summary['fiat_currency']} -> "
-        f"{summary['amount_in_crypto']} {summary['crypto_currency']}  "
-        f"reference={summary['reference']} session={summary['session_id']} "
-        f"withdraw_tx={summary['withdraw_tx_id']}"
+    parts = [f"verified: {_shown(summary['status'])}"]
+    if summary["amount_in_fiat"] is not None or summary["amount_in_crypto"] is not None:
+        parts.append(
+            f"{_shown(summary['amount_in_fiat'])} {_shown(summary['fiat_currency'])} -> "
+            f"{_shown(summary['amount_in_crypto'])} {_shown(summary['crypto_currency'])}"
+        )
+    labels = (
+        ("reference", "reference"),
+        ("session", "session_id"),
+        ("withdraw_tx", "withdraw_tx_id"),
     )
+    fields = [f"{label}={summary[key]}" for label, key in labels if summary[key] is not None]
+    text = " ".join(parts) + ("  " + " ".join(fields) if fields else "")
     _emit(args, {"verified": True, **summary}, text)
     return 0
 
@@ -440,7 +815,7 @@ def _cmd_webhook_send(args: argparse.Namespace) -> int:
     if not args.url.startswith(("http://", "https://")):
         raise UsageError(f"instax: URL must start with http:// or https://, got {args.url!r}")
     body = dumps(webhook_payload(status=args.status, reference=args.reference))
-    status, answer = asyncio.run(_send_webhook(args.url, body, sign(body, secret), args.timeout))
+    status, answer = _run(_send_webhook(args.url, body, sign(body, secret), args.timeout))
     preview = answer[:200].decode("utf-8", "replace")
     _emit(
         args,
@@ -450,45 +825,126 @@ def _cmd_webhook_send(args: argparse.Namespace) -> int:
     return 0 if 200 <= status < 300 else 1
 
 
+# -- errors in the command line's words ----------------------------------------------------------
+
+#: The SDK's parameter names, as the options (or environment variables) that set them.
+_OPTION_OF = {
+    "base_url": "--base-url (or INSTAX_BASE_URL)",
+    "api_key": "--api-key (or INSTAX_API_KEY)",
+    "timeout": "--timeout",
+    "from_amount": "--amount",
+    "to_amount": "--amount",
+    "from_currency": "--from",
+    "to_currency": "--to",
+    "address": "--address",
+    "webhook_ref": "--webhook-ref",
+    "return_url": "--return-url",
+    "account_ref_id": "--account-ref-id",
+    "method": "--method",
+    "email": "--email",
+    "country": "--country",
+    "tx_id": "TX_ID",
+    "session_id": "SESSION_ID",
+    "webhook_url": "--webhook-url",
+    "url": "URL",
+}
+
+
+def _in_cli_words(error: ValidationError) -> str:
+    message = str(error)
+    option = _OPTION_OF.get(error.field or "")
+    if option and message.startswith(f"{error.field}:"):
+        message = option + message[len(error.field or "") :]
+    return message.replace("allow_unlisted=True", "--allow-unlisted")
+
+
+def _describe(error: BaseException) -> str:
+    """One line about an SDK error: its kind, then what happened, each said once."""
+    kind = type(error).__name__
+    if isinstance(error, APIStatusError):
+        message = str(error.args[0]) if error.args else ""
+        said = f"HTTP {error.status}"
+        text = message if said in message else f"{said}: {message}" if message else said
+        if error.body and message.startswith("InstaXchange answered HTTP"):
+            # a body without a message of its own: show its start, it is all there is
+            preview = error.body[:200].decode("utf-8", "replace").replace("\n", " ")
+            text += f"; body: {preview}{'…' if len(error.body) > 200 else ''}"
+        if isinstance(error, AuthenticationError):
+            text += " (check --api-key or INSTAX_API_KEY)"
+        return f"{kind}: {text}"
+    return f"{kind}: {error}"
+
+
+def _check_text(args: argparse.Namespace) -> None:
+    """Refuse arguments that are not valid text (bytes the locale could not decode)."""
+    for name, value in vars(args).items():
+        # a file name may be any bytes: open() takes it back as it came
+        if isinstance(value, str) and name != "file":
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = _OPTION_OF.get(name, "--" + name.replace("_", "-"))
+                raise UsageError(f"instax: {shown}: not valid UTF-8 text") from None
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    def options(suppress: bool) -> _Parser:
-        # Given before or after the subcommand; the subcommand's copy must not reset the value.
-        default: Any = argparse.SUPPRESS if suppress else None
-        common = _Parser(add_help=False)
-        common.add_argument(
-            "--json",
-            action="store_true",
-            default=argparse.SUPPRESS if suppress else False,
-            help="print JSON for scripts",
-        )
-        common.add_argument(
-            "--base-url", default=default, help="API base URL (default: $INSTAX_BASE_URL)"
-        )
-        common.add_argument("--api-key", default=default, help="API key (default: $INSTAX_API_KEY)")
-        common.add_argument(
-            "--timeout",
-            type=float,
-            default=argparse.SUPPRESS if suppress else 30.0,
-            help="seconds per request (default 30)",
-        )
-        return common
+class _AfterTheCommand(argparse.Action):
+    """An API option given before the command: say where it goes, not "invalid choice"."""
 
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
+        raise UsageError(
+            f"instax: {option} goes after the command, e.g. 'instax status TX_ID {option} …' "
+            "(only session and status take it; webhook send takes --timeout)"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="instax",
         description="The InstaXchange SDK's command line.",
-        parents=[options(suppress=False)],
+        epilog="Exit status: 0 done; 1 the API, a receiver or a check said no; 2 bad input; "
+        "130 interrupted.",
     )
-    common = options(suppress=True)
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    for option in ("--base-url", "--api-key", "--timeout"):
+        parser.add_argument(option, action=_AfterTheCommand, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"instax (instax-async) {__version__}, Python {platform.python_version()}",
+    )
+    # --json is accepted after the subcommand too; the subcommand's copy must not reset it.
+    json_option = _Parser(add_help=False)
+    json_option.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    timeout_option = _Parser(add_help=False)
+    timeout_option.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds per request (default 30)",
+    )
+    api_options = _Parser(add_help=False, parents=[timeout_option])
+    api_options.add_argument(
+        "--base-url", metavar="URL", help="API base URL (default: $INSTAX_BASE_URL)"
+    )
+    api_options.add_argument("--api-key", metavar="KEY", help="API key (default: $INSTAX_API_KEY)")
+
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    demo = commands.add_parser("demo", parents=[common], help="run the demo against a sandbox")
+    demo = commands.add_parser(
+        "demo", parents=[json_option], help="run the whole payment flow against a local sandbox"
+    )
     demo.set_defaults(run=_cmd_demo)
 
     session = commands.add_parser("session", help="create a payment session or read its status")
     sessions = session.add_subparsers(dest="session_command", required=True, parser_class=_Parser)
-    create = sessions.add_parser("create", parents=[common], help="create a payment session")
+    create = sessions.add_parser(
+        "create", parents=[json_option, api_options], help="create a payment session"
+    )
     create.add_argument(
         "--direction",
         choices=["sending", "receiving"],
@@ -512,51 +968,84 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-unlisted", action="store_true", help="send a currency this release does not list"
     )
     create.set_defaults(run=_cmd_session_create)
-    read = sessions.add_parser("status", parents=[common], help="a session's status (api key)")
-    read.add_argument("session_id")
+    read = sessions.add_parser(
+        "status", parents=[json_option, api_options], help="a session's status (api key)"
+    )
+    read.add_argument("session_id", metavar="SESSION_ID")
     read.set_defaults(run=_cmd_session_status)
 
     status = commands.add_parser(
-        "status", parents=[common], help="a payout's blockchain status, by withdraw tx id"
+        "status",
+        parents=[json_option, api_options],
+        help="a payout's blockchain status, by withdraw tx id",
     )
-    status.add_argument("tx_id", help="the withdraw tx id (a webhook's Withdraw_tx_ID)")
-    status.add_argument("--wait", action="store_true", help="poll until the hash appears")
-    status.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
     status.add_argument(
-        "--wait-timeout", type=float, default=600.0, help="give up after this many seconds"
+        "tx_id", metavar="TX_ID", help="the withdraw tx id (a webhook's Withdraw_tx_ID)"
+    )
+    status.add_argument("--wait", action="store_true", help="poll until the hash appears")
+    status.add_argument(
+        "--interval",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between polls (default 2)",
+    )
+    status.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=600.0,
+        help="give up waiting after this many seconds (default 600)",
+    )
+    status.add_argument(
+        "--unreachable-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=30.0,
+        help="give up once the API has been unreachable this many seconds (default 30)",
     )
     status.set_defaults(run=_cmd_status)
 
-    sandbox = commands.add_parser("sandbox", help="run the local InstaXchange sandbox")
+    sandbox = commands.add_parser(
+        "sandbox", parents=[json_option], help="run the local InstaXchange sandbox"
+    )
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     sandbox.add_argument("--webhook-url", help="where to deliver webhooks")
     sandbox.add_argument("--secret", help="webhook secret (default: $INSTAX_WEBHOOK_SECRET)")
     sandbox.add_argument("--api-key", help="the x-api-key the status endpoint requires")
-    sandbox.add_argument("--confirmation-polls", type=int, default=2)
-    sandbox.add_argument("--confirmation-delay", type=float, default=0.0)
-    sandbox.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500")
-    sandbox.add_argument("--rate-limit-rate", type=float, default=0.0, help="fraction answered 429")
-    sandbox.add_argument("--retry-after", type=float, default=1.0)
-    sandbox.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    sandbox.add_argument("--confirmation-polls", type=_count, default=2)
+    sandbox.add_argument("--confirmation-delay", type=_seconds_or_zero, default=0.0)
+    sandbox.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction answered 500")
+    sandbox.add_argument(
+        "--rate-limit-rate", type=_fraction, default=0.0, help="fraction answered 429"
+    )
+    sandbox.add_argument("--retry-after", type=_seconds_or_zero, default=1.0)
+    sandbox.add_argument(
+        "--latency", type=_seconds_or_zero, default=0.0, help="seconds added per request"
+    )
     sandbox.set_defaults(run=_cmd_sandbox)
 
     webhook = commands.add_parser("webhook", help="sign, verify or send test webhooks")
     hooks = webhook.add_subparsers(dest="webhook_command", required=True, parser_class=_Parser)
     secret_help = "the webhook secret (default: $INSTAX_WEBHOOK_SECRET)"
 
-    sign = hooks.add_parser("sign", parents=[common], help="print the X-Instaxwh-Key of a body")
+    sign = hooks.add_parser(
+        "sign", parents=[json_option], help="print the X-Instaxwh-Key of a body"
+    )
     sign.add_argument("--secret", help=secret_help)
     sign.add_argument("file", nargs="?", default="-", help="the JSON body (default: stdin)")
     sign.set_defaults(run=_cmd_webhook_sign)
 
-    verify = hooks.add_parser("verify", parents=[common], help="verify a body and its key")
+    verify = hooks.add_parser("verify", parents=[json_option], help="verify a body and its key")
     verify.add_argument("--secret", help=secret_help)
     verify.add_argument("--signature", required=True, help="the X-Instaxwh-Key header value")
     verify.add_argument("file", nargs="?", default="-", help="the JSON body (default: stdin)")
     verify.set_defaults(run=_cmd_webhook_verify)
 
-    send = hooks.add_parser("send", parents=[common], help="POST a signed test webhook to URL")
+    send = hooks.add_parser(
+        "send", parents=[json_option, timeout_option], help="POST a signed test webhook to URL"
+    )
     send.add_argument("url", help="your webhook receiver, e.g. http://127.0.0.1:8000/hook")
     send.add_argument("--secret", help=secret_help)
     send.add_argument("--status", choices=["completed", "failed", "pending"], default="completed")
@@ -565,24 +1054,83 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``instax`` command; returns the exit status."""
+def _tolerant_output() -> None:
+    # A terminal or pipe whose encoding cannot show a character gets a '?' rather than a
+    # UnicodeEncodeError halfway through the output.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure: Callable[..., None] | None = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="replace")
+
+
+def _quiet_closed_stdout() -> None:
+    # The reader of our output has gone: whatever Python still flushes at exit goes nowhere,
+    # instead of an "Exception ignored … BrokenPipeError" message.
+    stdout = sys.stdout
+    if stdout is None:
+        return
+    try:
+        fd = stdout.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        _check_text(args)
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"instax: {exc}", file=sys.stderr)
+        print(f"instax: {_in_cli_words(exc)}", file=sys.stderr)
         return 2
-    except InstaxError as exc:
-        print(f"instax: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except CommandFailed as exc:
+        print(str(exc), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except InstaxError as exc:
+        print(f"instax: {_describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``instax`` command; returns the exit status.
+
+    An exception no command expects is a bug: it is told in one line, or shown with its
+    traceback when ``INSTAX_DEBUG`` is set.
+    """
+    _tolerant_output()
+    try:
+        try:
+            code = _run_command(argv)
+        except SystemExit as exc:  # --help and --version
+            code = exc.code if isinstance(exc.code, int) else 0
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return code
+    except BrokenPipeError:
+        _quiet_closed_stdout()
+        return 0
+    except (KeyboardInterrupt, _Interrupted):
         return 130
+    except Exception as exc:
+        if os.environ.get("INSTAX_DEBUG"):
+            raise
+        print(
+            f"instax: unexpected {type(exc).__name__}: {exc} (a bug in instax-async: please "
+            "report it; INSTAX_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

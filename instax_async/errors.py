@@ -9,6 +9,7 @@ from the libraries underneath are always wrapped (the original is kept as ``__ca
     InstaxError
     ├── ValidationError (also ValueError)       bad input, caught before any request
     ├── WebhookVerificationError                a webhook that must not be trusted
+    ├── MissingExtraError (also ModuleNotFoundError)  an optional extra is not installed
     ├── PollTimeoutError (also TimeoutError)    a poll's deadline passed
     ├── APIConnectionError                      the request did not complete
     │   └── APITimeoutError
@@ -33,6 +34,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "InstaxError",
+    "MissingExtraError",
     "NotFoundError",
     "PollTimeoutError",
     "RateLimitError",
@@ -72,6 +74,20 @@ class WebhookVerificationError(InstaxError):
     def __init__(self, message: str, *, reason: Any = None) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class MissingExtraError(InstaxError, ModuleNotFoundError):
+    """A module needs an optional dependency that is not installed; the message says how.
+
+    Also a ``ModuleNotFoundError``, so ``try: import … except ImportError`` keeps working.
+    ``extra`` is the extra that brings the dependency (``"redis"`` for
+    ``pip install 'instax-async[redis]'``); ``name`` is the missing module.
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.name = name
 
 
 class PollTimeoutError(InstaxError, TimeoutError):

@@ -66,10 +66,14 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import Job
-from arq.worker import Retry, RetryJob
+
+from .._extras import extra_required
+
+with extra_required("arq", "arq", "redis"):
+    from arq.connections import ArqRedis
+    from arq.constants import job_key_prefix, result_key_prefix
+    from arq.jobs import Job
+    from arq.worker import Retry, RetryJob
 
 from ..client import AsyncSession
 from ..errors import APIStatusError, PollTimeoutError, ValidationError

@@ -41,8 +41,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import redis as _redis_sync
-from redis.asyncio import Redis
+from .._extras import extra_required
+
+with extra_required("redis"):
+    import redis as _redis_sync
+    from redis.asyncio import Redis
 
 from ..dedupe import ClaimResult, _positive
 from ..errors import ValidationError

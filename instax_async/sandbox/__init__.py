@@ -75,10 +75,11 @@ class Sandbox:
         site = web.TCPSite(runner, self._host, self._port)
         try:
             await site.start()
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # OverflowError: a port over 65535
             await runner.cleanup()
             raise InstaxError(
-                f"the sandbox cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+                f"the sandbox cannot listen on {self._host}:{self._port}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
             ) from exc
         self._runner = runner
         host, port = runner.addresses[0][:2]

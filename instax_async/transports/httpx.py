@@ -20,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-import httpx
+from .._extras import extra_required
+
+with extra_required("httpx"):
+    import httpx
 
 from .._compat import timeout as timeout_scope
 from ..errors import APIConnectionError, APITimeoutError, InstaxError

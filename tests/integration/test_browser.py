@@ -1,14 +1,22 @@
-"""The sandbox's checkout page in a real headless Chromium (Debian's /usr/bin/chromium)."""
+"""The sandbox's checkout page in a real headless Chromium (Debian's /usr/bin/chromium).
+
+Screenshots of every width and state are kept in ``tests/artifacts/`` (not in git).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import html
 import os
 import shutil
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from aiohttp import web
 
 from instax_async import AsyncSession, SessionRequest
 from instax_async.sandbox import Sandbox
@@ -70,7 +78,7 @@ async def test_checkout_in_chromium(
     page = await browser.new_page()
     try:
         await page.goto(session.iframe_url)
-        assert "25 USD" in (await page.inner_text("#from")).replace("\n", " ")
+        assert (await page.inner_text("#from")).split() == ["25.00", "USD"]
         await page.fill("#card", card)
         await page.click("#pay")
         await page.wait_for_selector("#result.success, #result.failure", timeout=10_000)
@@ -108,3 +116,178 @@ async def test_unknown_card_and_unknown_session(
     finally:
         await page.close()
     assert instax_webhooks.events == []
+
+
+# -- layout on every width, and the way back to the shop ---------------------------------------
+
+#: The iframe the README recommends: the sandbox flags a checkout needs, and top navigation
+#: after the customer's click, so the checkout can send the whole page to the return URL.
+README_IFRAME = """<iframe src="{src}"
+        allow="clipboard-read; clipboard-write; fullscreen; payment"
+        sandbox="{sandbox}"
+        referrerpolicy="strict-origin-when-cross-origin"
+        width="100%" height="720" style="border:0"></iframe>"""
+RECOMMENDED_SANDBOX = (
+    "allow-scripts allow-same-origin allow-forms allow-popups "
+    "allow-top-navigation-by-user-activation"
+)
+#: What the README recommended before: no top navigation at all.
+STRICT_SANDBOX = "allow-scripts allow-same-origin allow-forms allow-popups"
+
+NO_OVERFLOW = """() => {
+  const root = document.documentElement;
+  return {scroll: root.scrollWidth, client: root.clientWidth};
+}"""
+ONE_LINE_CODES = """() => Array.from(document.querySelectorAll(".cur"),
+  (el) => [el.textContent, el.getClientRects().length])"""
+
+
+@pytest.fixture
+async def shop(start_server: Any) -> str:
+    """A merchant's site on another origin: the checkout in an iframe, and a thank-you page."""
+
+    async def checkout(request: web.Request) -> web.Response:
+        frame = README_IFRAME.format(
+            src=html.escape(request.query["src"]), sandbox=html.escape(request.query["sandbox"])
+        )
+        return web.Response(
+            content_type="text/html",
+            text='<!doctype html><html><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f'<title>Shop</title></head><body style="margin:0">{frame}</body></html>',
+        )
+
+    async def thanks(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text="<h1>Thank you</h1>")
+
+    app = web.Application()
+    app.router.add_get("/checkout", checkout)
+    app.router.add_get("/thanks", thanks)
+    url: str = await start_server(app)
+    return url
+
+
+async def assert_fits(page_or_frame: Any, label: str) -> None:
+    sizes = await page_or_frame.evaluate(NO_OVERFLOW)
+    assert sizes["scroll"] <= sizes["client"], f"{label}: scrolls sideways: {sizes}"
+
+
+async def snapshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def checkout_at(
+    browser: Any, sandbox: Sandbox, shop: str, width: int, *, framed: bool, pay: bool
+) -> None:
+    """One customer at one width: the page fits before and after paying, then goes back."""
+    async with AsyncSession(base_url=sandbox.url) as client:
+        session = await client.create_session(
+            SessionRequest.sending(
+                from_amount="12345.67",
+                from_currency="EUR",
+                to_currency="USDC_POLYGON",
+                return_url=f"{shop}/thanks?width={width}",
+            )
+        )
+    assert session.raw["to_amount"] == Decimal("12933.323892")
+    name = f"checkout-{'iframe' if framed else 'alone'}-{width}"
+    page = await browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        if framed:
+            query = urlencode({"src": session.iframe_url, "sandbox": RECOMMENDED_SANDBOX})
+            await page.goto(f"{shop}/checkout?{query}")
+            frame = page.frame_locator("iframe")
+            checkout = next(f for f in page.frames if f.url == session.iframe_url)
+            await checkout.wait_for_selector("#pay")
+        else:
+            await page.goto(session.iframe_url)
+            frame, checkout = page, page.main_frame
+        assert (await checkout.inner_text("#from")).split() == ["12,345.67", "EUR"]
+        assert (await checkout.inner_text("#to")).split() == ["12,933.323892", "USDC_POLYGON"]
+        assert await checkout.get_attribute("#to", "title") == "12933.323892 USDC_POLYGON"
+        assert await checkout.evaluate(ONE_LINE_CODES) == [["EUR", 1], ["USDC_POLYGON", 1]]
+        await assert_fits(checkout, f"{name} checkout")
+        await assert_fits(page, f"{name} page")
+        await snapshot(page, f"{name}-1-open")
+        await frame.locator("#card").fill("4242 4242 4242 4242" if pay else "4000 0000 0000 0002")
+        await frame.locator("#pay").click()
+        await checkout.wait_for_selector("#result.success, #result.failure")
+        await checkout.wait_for_selector("#return:not([hidden])")
+        assert "Returning you to 127.0.0.1" in await checkout.inner_text("#return")
+        await assert_fits(checkout, f"{name} result")
+        await snapshot(page, f"{name}-2-result")
+        await page.wait_for_url(f"{shop}/thanks?width={width}", timeout=10_000)
+        assert await page.inner_text("h1") == "Thank you"
+    except BaseException:
+        await snapshot(page, f"{name}-failed")
+        raise
+    finally:
+        await page.close()
+
+
+@pytest.mark.parametrize("framed", [False, True], ids=["alone", "iframe"])
+async def test_checkout_fits_every_width_and_returns_to_the_shop(
+    browser: Any, shop: str, framed: bool
+) -> None:
+    async with Sandbox() as sandbox:
+        # three customers at once: the result's short pause before the redirect overlaps
+        await asyncio.gather(
+            checkout_at(browser, sandbox, shop, 320, framed=framed, pay=True),
+            checkout_at(browser, sandbox, shop, 390, framed=framed, pay=False),
+            checkout_at(browser, sandbox, shop, 1280, framed=framed, pay=True),
+        )
+
+
+async def test_a_frame_that_may_not_navigate_the_page_offers_a_link(
+    browser: Any, shop: str
+) -> None:
+    async with Sandbox() as sandbox:
+        async with AsyncSession(base_url=sandbox.url) as client:
+            session = await client.create_session(
+                SessionRequest.sending(
+                    from_amount="20",
+                    from_currency="USD",
+                    to_currency="USDT-TRON",
+                    return_url=f"{shop}/thanks?strict=1",
+                )
+            )
+        page = await browser.new_page(viewport={"width": 390, "height": 900})
+        try:
+            query = urlencode({"src": session.iframe_url, "sandbox": STRICT_SANDBOX})
+            await page.goto(f"{shop}/checkout?{query}")
+            frame = page.frame_locator("iframe")
+            await frame.locator("#card").fill("4242 4242 4242 4242")
+            await frame.locator("#pay").click()
+            link = frame.locator("#return-link")
+            await link.filter(has_text="Continue to 127.0.0.1").wait_for(timeout=10_000)
+            assert await link.get_attribute("target") == "_blank"
+            await snapshot(page, "checkout-strict-iframe-390")
+            async with page.context.expect_page() as opened:
+                await link.click()
+            thanks = await opened.value
+            await thanks.wait_for_load_state()
+            assert thanks.url == f"{shop}/thanks?strict=1"
+            await thanks.close()
+            assert page.url.startswith(f"{shop}/checkout")  # the shop's page stayed
+        finally:
+            await page.close()
+
+
+async def test_without_a_return_url_the_page_stays(browser: Any, shop: str) -> None:
+    async with Sandbox() as sandbox:
+        async with AsyncSession(base_url=sandbox.url) as client:
+            session = await client.create_session(
+                SessionRequest.sending(from_amount="5", from_currency="GBP", to_currency="USDC")
+            )
+        page = await browser.new_page(viewport={"width": 320, "height": 700})
+        try:
+            await page.goto(session.iframe_url)
+            await page.fill("#card", "4242 4242 4242 4242")
+            await page.click("#pay")
+            await page.wait_for_selector("#result.success")
+            assert await page.locator("#return").count() == 0
+            assert page.url == session.iframe_url
+            await assert_fits(page, "no return url")
+        finally:
+            await page.close()
