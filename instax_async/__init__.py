@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         WebhookEvent,
     )
     from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
-    from .polling import BlockchainPoller
+    from .poller import BlockchainPoller
     from .retry import RetryPolicy
     from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
 
@@ -58,7 +58,7 @@ _LAZY: dict[str, str] = {
     "AsyncSession": ".client",
     "AuthenticationError": ".errors",
     "BadRequestError": ".errors",
-    "BlockchainPoller": ".polling",
+    "BlockchainPoller": ".poller",
     "BlockchainStatus": ".models",
     "ClaimResult": ".dedupe",
     "DedupeStore": ".dedupe",

@@ -195,7 +195,7 @@ async def run_demo(
     ``out``); ``report`` is filled with the outcome as data (``instax demo --json``).
     """
     from .integrations.aiohttp import webhook_handler
-    from .polling import BlockchainPoller
+    from .poller import BlockchainPoller
     from .sandbox import Sandbox, SandboxConfig
 
     lines: list[str] = [] if out is None else out

@@ -35,15 +35,8 @@ from instax_async import (
     SessionStatusValue,
     ValidationError,
 )
-from instax_async.polling import (
-    RATE_CATCH_UP,
-    RATE_MARGIN,
-    PollOptions,
-    _send_spacing,
-    is_transient,
-    poll,
-    retry_after,
-)
+from instax_async.poller import RATE_CATCH_UP, RATE_MARGIN, _send_spacing
+from instax_async.polling import PollOptions, is_transient, poll, retry_after
 
 NO_RETRY = RetryPolicy(max_retries=0)
 PENDING = {"status": "pending"}
