@@ -165,8 +165,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON: {name} is not a valid JSON value")
 
 
-def _checked_text(body: str | bytes | bytearray | memoryview) -> str:
-    """The text of a body for :func:`loads`, once its nesting and encoding were checked."""
+def _checked_text(body: str | bytes | bytearray | memoryview, *, measure: bool = True) -> str:
+    """The text of a body for :func:`loads`, once its encoding (and nesting) were checked."""
     if isinstance(body, str):
         text = body
         if not text.isascii():
@@ -178,11 +178,11 @@ def _checked_text(body: str | bytes | bytearray | memoryview) -> str:
                 text = text.encode("utf-16-le", "surrogatepass").decode(
                     "utf-16-le", "surrogatepass"
                 )
-        if _too_deep(text, MAX_JSON_DEPTH):
+        if measure and _too_deep(text, MAX_JSON_DEPTH):
             raise _nested_too_deep()
     elif isinstance(body, (bytes, bytearray, memoryview)):
         raw = body if isinstance(body, (bytes, bytearray)) else bytes(body)
-        if _too_deep(raw, MAX_JSON_DEPTH):
+        if measure and _too_deep(raw, MAX_JSON_DEPTH):
             raise _nested_too_deep()
         text = str(raw, "utf-8")
     else:
@@ -227,13 +227,21 @@ _decode_for_signing: Final = json.JSONDecoder(parse_constant=_reject_constant).d
 
 
 def _loads_for_signing(body: bytes | str) -> Any:
-    """:func:`loads`, except that integers are exact: ``stringify`` writes the same text."""
-    text = _checked_text(body)
+    """:func:`loads` for a body about to be signed, which costs less.
+
+    Integers are exact (``stringify`` writes the same text for them), and the nesting is not
+    measured before parsing: ``stringify`` refuses a value nested deeper than
+    :data:`MAX_JSON_DEPTH` as it walks it anyway, and the parser itself stops (``ValueError``)
+    long before a nesting could exhaust the stack.
+    """
+    text = _checked_text(body, measure=False)
     try:
         return _run(_decode_for_signing, text)
+    except json.JSONDecodeError:
+        raise  # not JSON: no second parse
     except ValueError:
-        # Invalid JSON, or an integer literal longer than int() accepts, which JavaScript
-        # reads as a double: the full parser decides.
+        # An integer literal longer than int() accepts, which JavaScript reads as a double
+        # (or a NaN literal): the full parser decides.
         return _run(_decode, text)
 
 
@@ -318,8 +326,10 @@ def _js_order(obj: dict[str, Any]) -> dict[str, Any]:
     return ordered
 
 
-def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
-    """Copy-on-write preparation of an object for the stdlib encoder."""
+def _prep_dict(obj: dict[str, Any], pending: _Pending, depth: int) -> dict[str, Any]:
+    """Copy-on-write preparation of an object, ``depth`` levels deep, for the stdlib encoder."""
+    if depth > MAX_JSON_DEPTH:
+        raise _nested_too_deep()
     try:
         # Cheap pre-check: array-index keys start with a digit, so sort before ":".
         reorder = bool(obj) and min(obj) < ":"
@@ -337,11 +347,11 @@ def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
         # Containers directly: one stack frame per nesting level, like the parser.
         new: Any
         if kind is dict:
-            new = _prep_dict(value, pending)
+            new = _prep_dict(value, pending, depth + 1)
         elif kind is list:
-            new = _prep_list(value, pending)
+            new = _prep_list(value, pending, depth + 1)
         else:
-            new = _prep(value, pending)
+            new = _prep(value, pending, depth + 1)
         if new is not value:
             if result is obj:
                 result = obj.copy()
@@ -349,8 +359,10 @@ def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
     return _js_order(result) if reorder else result
 
 
-def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
-    """Copy-on-write preparation of an array for the stdlib encoder."""
+def _prep_list(items: list[Any], pending: _Pending, depth: int) -> list[Any]:
+    """Copy-on-write preparation of an array, ``depth`` levels deep, for the stdlib encoder."""
+    if depth > MAX_JSON_DEPTH:
+        raise _nested_too_deep()
     result = items
     for index, value in enumerate(items):
         kind = type(value)
@@ -363,11 +375,11 @@ def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
         # Containers directly: one stack frame per nesting level, like the parser.
         new: Any
         if kind is dict:
-            new = _prep_dict(value, pending)
+            new = _prep_dict(value, pending, depth + 1)
         elif kind is list:
-            new = _prep_list(value, pending)
+            new = _prep_list(value, pending, depth + 1)
         else:
-            new = _prep(value, pending)
+            new = _prep(value, pending, depth + 1)
         if new is not value:
             if result is items:
                 result = items.copy()
@@ -375,13 +387,16 @@ def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
     return result
 
 
-def _prep(value: Any, pending: _Pending) -> Any:
-    """Return a value the stdlib encoder serializes exactly like JSON.stringify."""
+def _prep(value: Any, pending: _Pending, depth: int) -> Any:
+    """Return a value the stdlib encoder serializes exactly like JSON.stringify.
+
+    ``depth`` is the nesting level ``value`` has if it is an array or object (1 at the top).
+    """
     kind = type(value)
     if kind is dict:
-        return _prep_dict(value, pending)
+        return _prep_dict(value, pending, depth)
     if kind is list:
-        return _prep_list(value, pending)
+        return _prep_list(value, pending, depth)
     if kind is str or value is None or kind is bool:
         return value
     if kind is float:
@@ -394,13 +409,13 @@ def _prep(value: Any, pending: _Pending) -> Any:
     if isinstance(value, str):
         return value  # the stdlib encoder writes str subclasses as their text
     if isinstance(value, int):  # bool is handled above; IntEnum and friends
-        return _prep(int(value), pending)
+        return _prep(int(value), pending, depth)
     if isinstance(value, float):
         return _prep_float(float(value), pending)
     if isinstance(value, dict):
-        return _prep_dict(dict(value), pending)
+        return _prep_dict(dict(value), pending, depth)
     if isinstance(value, (list, tuple)):
-        return _prep_list(list(value), pending)
+        return _prep_list(list(value), pending, depth)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -414,7 +429,7 @@ def _encode_with_surrogates(value: Any) -> str:
     marker = _MARKER
     while True:
         pending = _Pending(marker)
-        text = _encode(_prep(value, pending))
+        text = _encode(_prep(value, pending, 1))
         numbers = pending.numbers
         if not numbers:
             return text
@@ -458,6 +473,7 @@ def stringify(value: Any) -> str:
 
     Raises:
         TypeError: a value (or object key) has no JSON representation.
+        ValueError: arrays and objects nest deeper than :data:`MAX_JSON_DEPTH` levels.
     """
     text = _encode_with_surrogates(value)
     if text.isascii():
@@ -499,7 +515,7 @@ def signing_string(obj: dict[str, Any]) -> str:
     """Return the JSON text InstaXchange hashes for the webhook payload ``obj``.
 
     Equivalent to ``stringify(sort_top_level(obj))``; ``obj`` is normally the result of
-    :func:`loads` applied to the raw request body.
+    :func:`loads` applied to the raw request body. Raises what :func:`stringify` raises.
     """
     return stringify(sort_top_level(obj))
 
@@ -518,7 +534,8 @@ def signature_base(obj: dict[str, Any], secret: str) -> bytes:
     """Return the exact bytes whose MD5 digest is the webhook signature.
 
     That is ``f"{signing_string(obj)}:{secret}"`` encoded as UTF-8 the way Node.js's
-    ``hash.update(string)`` does it (a lone surrogate in ``secret`` becomes U+FFFD).
+    ``hash.update(string)`` does it (a lone surrogate in ``secret`` becomes U+FFFD). Raises
+    what :func:`stringify` raises.
     """
     return _signing_string_and_base(obj, secret)[1]
 

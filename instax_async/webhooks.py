@@ -131,7 +131,10 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
             raise ValidationError(f"payload: not valid JSON ({exc})", field="payload") from None
         if not isinstance(obj, dict):
             raise ValidationError("payload: the JSON must be an object", field="payload")
-        return _signature_of(obj, secret)
+        try:
+            return _signature_of(obj, secret)
+        except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
+            raise ValidationError(f"payload: {exc}", field="payload") from None
     except RecursionError:
         # a mapping nested (or referring to itself) deeper than encoding it can go
         raise ValidationError(
@@ -220,7 +223,12 @@ def verify(
             ) from None
         if not isinstance(obj, dict):
             raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
-        signed, base = jsjson._signing_string_and_base(obj, secret)
+        try:
+            signed, base = jsjson._signing_string_and_base(obj, secret)
+        except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
+            raise _failure(
+                VerificationFailure.INVALID_BODY, f"the body is not valid UTF-8 JSON: {exc}"
+            ) from None
         expected = hashlib.md5(base, usedforsecurity=False).hexdigest()
         if not hmac.compare_digest(expected, given):
             raise _failure(
@@ -235,8 +243,8 @@ def verify(
         if window is not None:
             _check_age(event, window, datetime.now(timezone.utc) if now is None else now)
     except RecursionError:
-        # Only when the caller's own stack is nearly exhausted: the body is at most
-        # MAX_JSON_DEPTH levels deep here.
+        # Only when the caller's own stack is nearly exhausted: nothing deeper than
+        # MAX_JSON_DEPTH levels gets past the signing string.
         raise _failure(VerificationFailure.INVALID_BODY, "the body is nested too deeply") from None
     return event
 

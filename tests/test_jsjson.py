@@ -476,6 +476,31 @@ def test_the_depth_check_measures_what_the_parser_builds(
     assert jsjson._too_deep(text.encode("utf-8"), limit) is expected
 
 
+def test_stringify_refuses_values_nested_over_the_limit() -> None:
+    value: Any = []
+    for _ in range(MAX_JSON_DEPTH - 1):
+        value = [value]
+    assert stringify(value) == "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert (
+        signing_string({"a": value[0]})
+        == '{"a":' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}"
+    )
+    for deeper in ([value], {"a": value}, (value,), OrderedDict(a=value)):
+        with pytest.raises(ValueError, match="nested deeper than 128"):
+            stringify(deeper)
+    with pytest.raises(ValueError, match="nested deeper than 128"):
+        signature_base({"a": value}, "s")
+
+
+def test_a_body_the_parser_takes_but_signing_refuses_is_a_value_error() -> None:
+    body = "[" * 500 + "]" * 500  # within the parser's reach, over the limit
+    parsed = jsjson._loads_for_signing(body)
+    with pytest.raises(ValueError, match="nested deeper than 128"):
+        stringify(parsed)
+    with pytest.raises(ValueError, match="nested deeper than 128"):
+        loads(body)
+
+
 @pytest.mark.parametrize("depth", [1, 64, MAX_JSON_DEPTH // 2])  # two levels per step
 def test_deep_nesting_that_parses_also_serializes(depth: int) -> None:
     text = '{"a":' + '[{"b":' * (depth - 1) + "1e-7" + "}]" * (depth - 1) + "}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -647,3 +648,16 @@ def test_a_bad_max_body_is_a_validation_error(max_body: Any) -> None:
     with pytest.raises(ValidationError, match="max_body") as info:
         verify(COMPLETED, KEY, SECRET, max_body=max_body)
     assert info.value.field == "max_body"
+
+
+def test_an_integer_too_long_for_int_is_read_as_javascript_reads_it() -> None:
+    body = b'{"webhookId": "w", "n": ' + b"1" * 5000 + b', "m": -' + b"9" * 400 + b"}"
+    key = hashlib.md5(jsjson.signature_base(jsjson.loads(body), SECRET)).hexdigest()
+    assert sign(body, SECRET) == key
+    event = verify(body, key, SECRET)
+    assert event.raw["n"] is None  # Infinity, which JSON.stringify writes as null
+    assert event.raw["m"] is None  # -Infinity too
+    for invalid in (b'{"a": NaN}', b'{"a": -Infinity}', b'{"a": 1,}'):
+        with pytest.raises(WebhookVerificationError) as info:
+            verify(invalid, "0" * 32, SECRET)
+        assert info.value.reason is VerificationFailure.INVALID_BODY

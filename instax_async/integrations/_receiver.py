@@ -193,10 +193,8 @@ def _claim_result(answer: object) -> ClaimResult | None:
 
 
 def _shown(answer: object) -> str:
-    try:
-        return f"{type(answer).__name__} {reprlib.repr(answer)}"
-    except Exception:  # a repr that raises
-        return type(answer).__name__
+    # reprlib shortens a long answer, and stands in for a repr that raises
+    return f"{type(answer).__name__} {reprlib.repr(answer)}"
 
 
 def _warn_if_forgotten_sooner(store: DedupeStore, max_age: timedelta) -> None:

@@ -297,6 +297,11 @@ class StrSubclass(str):
     pass
 
 
+class UnshowableAnswer:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
 class EqualsEverything:
     def __eq__(self, other: object) -> bool:
         raise RuntimeError("no comparisons")
@@ -319,6 +324,7 @@ class EqualsEverything:
         (b"done", 503, False),
         (object(), 503, False),
         (EqualsEverything(), 503, False),
+        (UnshowableAnswer(), 503, False),
     ],
     ids=lambda answer: (
         repr(answer) if isinstance(answer, (str, bytes, int)) else type(answer).__name__
@@ -430,3 +436,9 @@ def test_the_redis_store_tells_its_ttl_to_the_receiver(caplog: pytest.LogCapture
     caplog.set_level(logging.WARNING, logger="instax_async.webhooks")
     webhook_app(SECRET, Recorder(), dedupe=store, max_age=3600)
     assert "remembers handled events for 600 s" in caplog.text
+
+
+async def test_a_failing_handler_without_dedupe_is_500(receiver: Any) -> None:
+    post = await receiver(Recorder(fail_times=1), dedupe=False)
+    assert (await post(BODY, signed()))[0] == 500
+    assert (await post(BODY, signed()))[0] == 200
