@@ -132,18 +132,17 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
     # Peel the innermost pairs: each round lowers the depth by exactly one. A real body is
     # gone after a few short rounds; a deep one stops when the work done reaches a few times
     # its size (so the total stays linear), and what is left is measured.
-    rounds, budget = 0, 4 * len(nesting)
-    while rounds < limit:
+    rounds, budget = 0, 3 * len(nesting)
+    while nesting and rounds < limit and len(nesting) <= budget:
         budget -= len(nesting)
-        if budget < 0:
-            break
         peeled = nesting.replace(b"()", b"")
-        rounds += 1
-        if not peeled or len(peeled) == len(nesting):  # shallow enough, or malformed
-            return False
-        nesting = peeled
-    else:
-        return True
+        if len(peeled) == len(nesting):
+            return False  # malformed: the parser refuses it
+        nesting, rounds = peeled, rounds + 1
+    if not nesting:
+        return False  # gone after at most ``limit`` rounds
+    if rounds == limit:
+        return True  # still there after ``limit`` rounds
     # After each ")", the depth is the "(" so far minus the ")" so far.
     opens = accumulate(map(len, nesting.split(b")")))
     deepest: int = max(map(operator.sub, opens, count()))

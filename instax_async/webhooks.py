@@ -160,8 +160,8 @@ def verify(
     signed (``JSON.stringify`` of the body as JavaScript parsed it). Each number is the one
     JavaScript holds, as ``Decimal`` of the text ``JSON.stringify`` writes for it
     (``3.74000000000000000009`` → ``Decimal("3.74")``, ``1e21`` → ``Decimal("1E+21")``), or
-    an ``int`` when that text is an integer (``5.0`` → ``5``, ``-0`` → ``0``, an integer past
-    2**53 → the integer JavaScript rounds it to); a number JavaScript reads as infinite
+    an ``int`` when that text is an integer (``5.0`` → ``5``, ``-0`` → ``0``,
+    ``12345678901234567890`` → ``12345678901234567000``); a number JavaScript reads as infinite
     (``1e400``) is ``None``, as ``JSON.stringify`` writes ``null``. A top-level ``__proto__``
     member, which the sender's code drops, is not in the event. Top-level keys of ``raw`` come
     in the signing order (sorted).
@@ -219,7 +219,8 @@ def verify(
             obj = jsjson._loads_for_signing(raw)
         except ValueError as exc:
             raise _failure(
-                VerificationFailure.INVALID_BODY, f"the body is not valid UTF-8 JSON: {exc}"
+                VerificationFailure.INVALID_BODY,
+                f"the body is not valid UTF-8 JSON: {_reason(exc)}",
             ) from None
         if not isinstance(obj, dict):
             raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
@@ -227,7 +228,8 @@ def verify(
             signed, base = jsjson._signing_string_and_base(obj, secret)
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
             raise _failure(
-                VerificationFailure.INVALID_BODY, f"the body is not valid UTF-8 JSON: {exc}"
+                VerificationFailure.INVALID_BODY,
+                f"the body is not valid UTF-8 JSON: {_reason(exc)}",
             ) from None
         expected = hashlib.md5(base, usedforsecurity=False).hexdigest()
         if not hmac.compare_digest(expected, given):
@@ -247,6 +249,10 @@ def verify(
         # MAX_JSON_DEPTH levels gets past the signing string.
         raise _failure(VerificationFailure.INVALID_BODY, "the body is nested too deeply") from None
     return event
+
+
+def _reason(exc: ValueError) -> str:
+    return str(exc).removeprefix("invalid JSON: ")
 
 
 # Numbers of the signed text are JSON.stringify's: their text is the JavaScript number.
