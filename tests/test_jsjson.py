@@ -700,3 +700,10 @@ def test_hand_written_cases_match_node(node_signer: NodeSigner) -> None:
     ]
     for body in cases:
         _check_against_node(node_signer, body, "secret")
+
+
+def test_malformed_text_is_left_to_the_parser() -> None:
+    text = '"' + "[" * 200 + '"' + "]" * 5 + "[" * 5  # brackets that never pair up
+    assert jsjson._too_deep(text, MAX_JSON_DEPTH) is False
+    with pytest.raises(ValueError):
+        loads(text)
