@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import json
 import logging
 import math
 import os
@@ -673,7 +672,7 @@ class AsyncSession:
             data = loads(response.content)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise APIStatusError(
-                "InstaXchange answered with a body that is not JSON",
+                f"InstaXchange answered with a body that is not JSON: {exc}",
                 status=response.status,
                 body=response.content,
                 headers=response.headers,
@@ -689,8 +688,8 @@ class AsyncSession:
 
     def _status_error(self, response: Response, retry_after: float | None) -> APIStatusError:
         try:
-            data = json.loads(response.content) if response.content else None
-        except ValueError:
+            data = loads(response.content) if response.content else None
+        except ValueError:  # not JSON, or nested deeper than MAX_JSON_DEPTH: no message in it
             data = None
         status = response.status
         cls = status_error_class(status)

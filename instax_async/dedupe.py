@@ -22,7 +22,11 @@ __all__ = ["ClaimResult", "DedupeStore", "InMemoryDedupeStore"]
 
 
 class ClaimResult(str, enum.Enum):
-    """What :meth:`DedupeStore.claim` found."""
+    """What :meth:`DedupeStore.claim` found.
+
+    A store may answer with the member or with its value (``"done"`` works like
+    ``ClaimResult.DONE``); any other answer is a store failure, which receivers answer 503.
+    """
 
     #: Not seen before (or its earlier claim expired): the caller now owns it.
     NEW = "new"
@@ -34,10 +38,18 @@ class ClaimResult(str, enum.Enum):
 
 @runtime_checkable
 class DedupeStore(Protocol):
-    """Where receivers record handled webhooks. All three methods are async."""
+    """Where receivers record handled webhooks. All three methods are async.
+
+    A store that forgets handled keys after a while may say how long in a ``ttl`` attribute
+    (seconds, as :class:`InMemoryDedupeStore` and ``RedisDedupeStore`` do): a receiver with a
+    ``max_age`` warns when the store forgets sooner than old events are refused.
+    """
 
     async def claim(self, key: str) -> ClaimResult:
-        """Atomically claim ``key`` for processing, unless it is claimed or done already."""
+        """Atomically claim ``key`` for processing, unless it is claimed or done already.
+
+        Answer a :class:`ClaimResult` (or its value, such as ``"done"``).
+        """
         ...
 
     async def mark_done(self, key: str) -> None:
@@ -60,7 +72,8 @@ def _positive(name: str, value: object) -> float:
 class InMemoryDedupeStore:
     """A bounded, process-local :class:`DedupeStore`.
 
-    :param max_entries: how many keys are remembered; the oldest are forgotten first.
+    :param max_entries: how many keys are remembered; the oldest are forgotten first, even
+        before their ``ttl`` ran out.
     :param ttl: seconds a handled key is remembered (default one day).
     :param processing_ttl: seconds a claim lasts if the handler never finishes (a crash),
         after which a redelivery is processed again.
@@ -86,6 +99,11 @@ class InMemoryDedupeStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a handled key is remembered (receivers compare it with their ``max_age``)."""
+        return self._ttl
 
     def __repr__(self) -> str:
         return f"<InMemoryDedupeStore entries={len(self._entries)} max={self._max_entries}>"

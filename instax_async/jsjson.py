@@ -12,7 +12,8 @@ from ``JSON.parse``/``JSON.stringify`` in many small ways (number formatting, bi
 integers, property order of integer-like keys, lone surrogates, key sorting by UTF-16
 code units, ...).  This module reproduces the JavaScript behaviour exactly:
 
-* :func:`loads` parses a body the way ``JSON.parse`` does (and rejects what it rejects);
+* :func:`loads` parses a body the way ``JSON.parse`` does (and rejects what it rejects, and
+  anything nested deeper than :data:`MAX_JSON_DEPTH` levels);
 * :func:`stringify` serializes a parsed value exactly like ``JSON.stringify``;
 * :func:`sort_top_level` reorders the top-level keys like the signing code above;
 * :func:`signing_string` combines the two, and :func:`signature_base` returns the UTF-8
@@ -24,11 +25,28 @@ Everything here is synchronous, pure and only depends on the standard library.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import secrets
+from collections.abc import Callable
+from itertools import accumulate, count
 from typing import Any, Final
 
-__all__ = ["loads", "signature_base", "signing_string", "sort_top_level", "stringify"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "loads",
+    "signature_base",
+    "signing_string",
+    "sort_top_level",
+    "stringify",
+]
+
+#: The deepest nesting of arrays and objects the SDK parses: ``[[1]]`` is 2 levels deep.
+#: Every JSON the SDK reads (API responses, webhook bodies, the sandbox's requests) is refused
+#: as invalid beyond it. Real bodies nest a handful of levels; 128 leaves ample room while
+#: keeping every recursive step (parsing, ``JSON.stringify``, the model converter) far from
+#: Python's recursion limit, however deep the caller's own stack already is.
+MAX_JSON_DEPTH: Final = 128
 
 #: Largest magnitude up to which every integer is exactly representable as a double.
 _MAX_SAFE: Final = 2**53
@@ -79,6 +97,57 @@ class _Pending:
 
 # --------------------------------------------------------------------------- parsing
 
+# Every byte except the five that shape the nesting: deleted before the depth is measured.
+_NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'"[]{}')
+# Both kinds of brackets as one: only the depth counts, and malformed text is refused later.
+_AS_PARENTHESES: Final = bytes.maketrans(b"[{]}", b"(())")
+
+
+def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
+    """Whether the JSON text ``data`` nests arrays and objects deeper than ``limit`` levels.
+
+    Brackets inside strings do not count. Linear time, in C-level operations only: a body with
+    few brackets is answered after one pass over it. Text that is not well-formed JSON may be
+    answered either way: the parser refuses it anyway.
+    """
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= limit:
+            return False
+        # Brackets, quotes and backslashes are ASCII: no other UTF-8 character contains them.
+        data = data.encode("utf-8", "surrogatepass")
+    if b"\\" in data:
+        # Escapes, leftmost first as a parser reads them: each ``\\`` pair, then each ``\"``.
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = data.translate(None, _NOT_STRUCTURE)
+    if len(marks) <= limit or marks.count(b"[") + marks.count(b"{") <= limit:
+        return False
+    # Quotes alternate open/close. Dropping two adjacent ones keeps that alternation, and
+    # makes every string without a bracket in it disappear.
+    marks = marks.replace(b'""', b"")
+    if b'"' in marks:  # some string holds brackets: keep only what lies between the strings
+        marks = b"".join(marks.split(b'"')[::2])
+    nesting = marks.translate(_AS_PARENTHESES)
+    if b"(" * (limit + 1) in nesting:
+        return True
+    # Peel the innermost pairs: each round lowers the depth by exactly one. A real body is
+    # gone after a few short rounds; a deep one stops when the work done reaches a few times
+    # its size (so the total stays linear), and what is left is measured.
+    rounds, budget = 0, 3 * len(nesting)
+    while nesting and rounds < limit and len(nesting) <= budget:
+        budget -= len(nesting)
+        peeled = nesting.replace(b"()", b"")
+        if len(peeled) == len(nesting):
+            return False  # malformed: the parser refuses it
+        nesting, rounds = peeled, rounds + 1
+    if not nesting:
+        return False  # gone after at most ``limit`` rounds
+    if rounds == limit:
+        return True  # still there after ``limit`` rounds
+    # After each ")", the depth is the "(" so far minus the ")" so far.
+    opens = accumulate(map(len, nesting.split(b")")))
+    deepest: int = max(map(operator.sub, opens, count()))
+    return deepest > limit - rounds
+
 
 def _parse_int(text: str) -> int | float:
     """Convert a JSON integer literal to the value a JavaScript number would hold."""
@@ -93,6 +162,37 @@ def _parse_int(text: str) -> int | float:
 def _reject_constant(name: str) -> Any:
     """Refuse the ``NaN``/``Infinity``/``-Infinity`` literals that JSON.parse rejects."""
     raise ValueError(f"invalid JSON: {name} is not a valid JSON value")
+
+
+def _checked_text(body: str | bytes | bytearray | memoryview, *, measure: bool = True) -> str:
+    """The text of a body for :func:`loads`, once its encoding (and nesting) were checked."""
+    if isinstance(body, str):
+        text = body
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # Raw surrogate code points: like a JavaScript (UTF-16) string, treat an
+                # adjacent high/low pair as one character; lone ones are kept.
+                text = text.encode("utf-16-le", "surrogatepass").decode(
+                    "utf-16-le", "surrogatepass"
+                )
+        if measure and _too_deep(text, MAX_JSON_DEPTH):
+            raise _nested_too_deep()
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        raw = body if isinstance(body, (bytes, bytearray)) else bytes(body)
+        if measure and _too_deep(raw, MAX_JSON_DEPTH):
+            raise _nested_too_deep()
+        text = str(raw, "utf-8")
+    else:
+        raise TypeError(f"body must be str or bytes, not {type(body).__name__}")
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM", text, 0)
+    return text
+
+
+# The parser, built once: JavaScript's number semantics, no NaN/Infinity literals.
+_decode: Final = json.JSONDecoder(parse_int=_parse_int, parse_constant=_reject_constant).decode
 
 
 def loads(body: str | bytes | bytearray | memoryview) -> Any:
@@ -111,30 +211,48 @@ def loads(body: str | bytes | bytearray | memoryview) -> Any:
 
     Raises:
         ValueError: the body is not valid UTF-8, not valid JSON, starts with a byte
-            order mark, uses the ``NaN``/``Infinity`` literals or is nested too deeply.
-            (:class:`json.JSONDecodeError` and :class:`UnicodeDecodeError` are
-            subclasses of :class:`ValueError`.)
+            order mark, uses the ``NaN``/``Infinity`` literals or nests arrays and objects
+            deeper than :data:`MAX_JSON_DEPTH` levels.  (:class:`json.JSONDecodeError` and
+            :class:`UnicodeDecodeError` are subclasses of :class:`ValueError`.)
         TypeError: ``body`` is neither text nor bytes.
     """
-    if isinstance(body, str):
-        text = body
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                # Raw surrogate code points: like a JavaScript (UTF-16) string, treat an
-                # adjacent high/low pair as one character; lone ones are kept.
-                text = text.encode("utf-16-le", "surrogatepass").decode(
-                    "utf-16-le", "surrogatepass"
-                )
-    elif isinstance(body, (bytes, bytearray, memoryview)):
-        text = str(body, "utf-8")
-    else:
-        raise TypeError(f"body must be str or bytes, not {type(body).__name__}")
+    return _run(_decode, _checked_text(body))
+
+
+# For signing only: integer literals stay exact ``int`` (``stringify`` rounds those past 2**53
+# to the double JavaScript holds, as :func:`loads` would have), which spares a Python call per
+# integer literal.
+_decode_for_signing: Final = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def _loads_for_signing(body: bytes | str) -> Any:
+    """:func:`loads` for a body about to be signed, which costs less.
+
+    Integers are exact (``stringify`` writes the same text for them), and the nesting is not
+    measured before parsing: ``stringify`` refuses a value nested deeper than
+    :data:`MAX_JSON_DEPTH` as it walks it anyway, and the parser itself stops (``ValueError``)
+    long before a nesting could exhaust the stack.
+    """
+    text = _checked_text(body, measure=False)
     try:
-        return json.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("invalid JSON: nesting too deep") from None
+        return _run(_decode_for_signing, text)
+    except json.JSONDecodeError:
+        raise  # not JSON: no second parse
+    except ValueError:
+        # An integer literal longer than int() accepts, which JavaScript reads as a double
+        # (or a NaN literal): the full parser decides.
+        return _run(_decode, text)
+
+
+def _run(decode: Callable[[str], Any], text: str) -> Any:
+    try:
+        return decode(text)
+    except RecursionError:  # only when the caller's own stack is already nearly exhausted
+        raise _nested_too_deep() from None
+
+
+def _nested_too_deep() -> ValueError:
+    return ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 # ----------------------------------------------------------------------- serializing
@@ -207,8 +325,10 @@ def _js_order(obj: dict[str, Any]) -> dict[str, Any]:
     return ordered
 
 
-def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
-    """Copy-on-write preparation of an object for the stdlib encoder."""
+def _prep_dict(obj: dict[str, Any], pending: _Pending, depth: int) -> dict[str, Any]:
+    """Copy-on-write preparation of an object, ``depth`` levels deep, for the stdlib encoder."""
+    if depth > MAX_JSON_DEPTH:
+        raise _nested_too_deep()
     try:
         # Cheap pre-check: array-index keys start with a digit, so sort before ":".
         reorder = bool(obj) and min(obj) < ":"
@@ -226,11 +346,11 @@ def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
         # Containers directly: one stack frame per nesting level, like the parser.
         new: Any
         if kind is dict:
-            new = _prep_dict(value, pending)
+            new = _prep_dict(value, pending, depth + 1)
         elif kind is list:
-            new = _prep_list(value, pending)
+            new = _prep_list(value, pending, depth + 1)
         else:
-            new = _prep(value, pending)
+            new = _prep(value, pending, depth + 1)
         if new is not value:
             if result is obj:
                 result = obj.copy()
@@ -238,8 +358,10 @@ def _prep_dict(obj: dict[str, Any], pending: _Pending) -> dict[str, Any]:
     return _js_order(result) if reorder else result
 
 
-def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
-    """Copy-on-write preparation of an array for the stdlib encoder."""
+def _prep_list(items: list[Any], pending: _Pending, depth: int) -> list[Any]:
+    """Copy-on-write preparation of an array, ``depth`` levels deep, for the stdlib encoder."""
+    if depth > MAX_JSON_DEPTH:
+        raise _nested_too_deep()
     result = items
     for index, value in enumerate(items):
         kind = type(value)
@@ -252,11 +374,11 @@ def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
         # Containers directly: one stack frame per nesting level, like the parser.
         new: Any
         if kind is dict:
-            new = _prep_dict(value, pending)
+            new = _prep_dict(value, pending, depth + 1)
         elif kind is list:
-            new = _prep_list(value, pending)
+            new = _prep_list(value, pending, depth + 1)
         else:
-            new = _prep(value, pending)
+            new = _prep(value, pending, depth + 1)
         if new is not value:
             if result is items:
                 result = items.copy()
@@ -264,13 +386,16 @@ def _prep_list(items: list[Any], pending: _Pending) -> list[Any]:
     return result
 
 
-def _prep(value: Any, pending: _Pending) -> Any:
-    """Return a value the stdlib encoder serializes exactly like JSON.stringify."""
+def _prep(value: Any, pending: _Pending, depth: int) -> Any:
+    """Return a value the stdlib encoder serializes exactly like JSON.stringify.
+
+    ``depth`` is the nesting level ``value`` has if it is an array or object (1 at the top).
+    """
     kind = type(value)
     if kind is dict:
-        return _prep_dict(value, pending)
+        return _prep_dict(value, pending, depth)
     if kind is list:
-        return _prep_list(value, pending)
+        return _prep_list(value, pending, depth)
     if kind is str or value is None or kind is bool:
         return value
     if kind is float:
@@ -283,13 +408,13 @@ def _prep(value: Any, pending: _Pending) -> Any:
     if isinstance(value, str):
         return value  # the stdlib encoder writes str subclasses as their text
     if isinstance(value, int):  # bool is handled above; IntEnum and friends
-        return _prep(int(value), pending)
+        return _prep(int(value), pending, depth)
     if isinstance(value, float):
         return _prep_float(float(value), pending)
     if isinstance(value, dict):
-        return _prep_dict(dict(value), pending)
+        return _prep_dict(dict(value), pending, depth)
     if isinstance(value, (list, tuple)):
-        return _prep_list(list(value), pending)
+        return _prep_list(list(value), pending, depth)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -303,7 +428,7 @@ def _encode_with_surrogates(value: Any) -> str:
     marker = _MARKER
     while True:
         pending = _Pending(marker)
-        text = _encode(_prep(value, pending))
+        text = _encode(_prep(value, pending, 1))
         numbers = pending.numbers
         if not numbers:
             return text
@@ -347,6 +472,7 @@ def stringify(value: Any) -> str:
 
     Raises:
         TypeError: a value (or object key) has no JSON representation.
+        ValueError: arrays and objects nest deeper than :data:`MAX_JSON_DEPTH` levels.
     """
     text = _encode_with_surrogates(value)
     if text.isascii():
@@ -388,7 +514,7 @@ def signing_string(obj: dict[str, Any]) -> str:
     """Return the JSON text InstaXchange hashes for the webhook payload ``obj``.
 
     Equivalent to ``stringify(sort_top_level(obj))``; ``obj`` is normally the result of
-    :func:`loads` applied to the raw request body.
+    :func:`loads` applied to the raw request body. Raises what :func:`stringify` raises.
     """
     return stringify(sort_top_level(obj))
 
@@ -407,7 +533,13 @@ def signature_base(obj: dict[str, Any], secret: str) -> bytes:
     """Return the exact bytes whose MD5 digest is the webhook signature.
 
     That is ``f"{signing_string(obj)}:{secret}"`` encoded as UTF-8 the way Node.js's
-    ``hash.update(string)`` does it (a lone surrogate in ``secret`` becomes U+FFFD).
+    ``hash.update(string)`` does it (a lone surrogate in ``secret`` becomes U+FFFD). Raises
+    what :func:`stringify` raises.
     """
-    _, payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))
-    return payload + b":" + _js_utf8(secret)
+    return _signing_string_and_base(obj, secret)[1]
+
+
+def _signing_string_and_base(obj: dict[str, Any], secret: str) -> tuple[str, bytes]:
+    """:func:`signing_string` and :func:`signature_base` of ``obj``, from one serialization."""
+    text, payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))
+    return text, payload + b":" + _js_utf8(secret)

@@ -110,7 +110,11 @@ class WebhookEvent:
     """A webhook notification from InstaXchange, verified or parsed.
 
     ``reference`` is the ``webhookRef`` the session was created with (or ``None``);
-    ``raw`` is the whole body as parsed (amounts as ``Decimal``).
+    ``raw`` is the whole body as a mapping. From :func:`~instax_async.webhooks.verify` it holds
+    exactly what was signed: numbers as JavaScript read them (``Decimal`` of the text
+    ``JSON.stringify`` writes, or ``int``; ``None`` for an overflow), top-level keys in the
+    signing order, no top-level ``__proto__``. From :func:`~instax_async.webhooks.parse` it is
+    the body as sent, with amounts as exact ``Decimal``.
 
     >>> event.is_completed, event.withdraw_tx_id  # doctest: +SKIP
     (True, 'wd_…')

@@ -4,6 +4,9 @@ Naming rule: a Python field ``snake_case`` is ``camelCase`` on the wire, unless 
 metadata names its wire key (``attrs.field(metadata={"wire": "Credit_card_number"})``).
 A field named ``raw`` receives the whole mapping it was structured from.
 
+Parsing: :func:`loads` refuses JSON nested deeper than :data:`MAX_JSON_DEPTH` levels of arrays
+and objects (the one limit for every JSON the SDK reads, webhook bodies included).
+
 Hooks: ``Decimal`` from a JSON number or a numeric string, without passing through ``float``
 when the JSON was parsed with ``parse_float=Decimal``; timezone-aware ``datetime`` from ISO
 8601; str enums that keep an unknown value as the plain string instead of failing.
@@ -23,7 +26,10 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from .jsjson import MAX_JSON_DEPTH, _too_deep
+
 __all__ = [
+    "MAX_JSON_DEPTH",
     "OpenStrEnum",
     "converter",
     "dumps",
@@ -239,9 +245,19 @@ def _key(key: Any) -> str:
 
 
 def loads(content: bytes | str) -> Any:
-    """Decode JSON with every non-integer number as an exact ``Decimal``."""
+    """Decode JSON with every non-integer number as an exact ``Decimal``.
+
+    :raises ValueError: the content is not JSON (``json.JSONDecodeError``), not text in a JSON
+        encoding (``UnicodeDecodeError``), starts with a byte order mark, or nests arrays and
+        objects deeper than :data:`MAX_JSON_DEPTH` levels.
+    """
     if not isinstance(content, str):
         content = content.decode(json.detect_encoding(content), "surrogatepass")
     if content.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", content, 0)
-    return _decoder.decode(content)
+    if _too_deep(content, MAX_JSON_DEPTH):
+        raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return _decoder.decode(content)
+    except RecursionError:  # only when the caller's own stack is already nearly exhausted
+        raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None

@@ -6,6 +6,12 @@ TypeScript code. A receiver only has the raw body, so :func:`verify` rebuilds th
 with :mod:`instax_async.jsjson` (JavaScript's number and string formatting, property order and
 UTF-16 key sort) before comparing in constant time.
 
+A verified event holds exactly what was signed: it is read from that rebuilt string, so every
+number is the one JavaScript read from the body (``3.74000000000000000009`` is
+``Decimal("3.74")``) and a member the sender's code dropped (a top-level ``__proto__``) is not
+in it. The signature carries no time: :func:`verify`'s ``max_age`` refuses a captured webhook
+replayed later, by the event's own ``createdAt``.
+
 >>> body = b'{"webhookId": "whc_1", "transactionId": "dp_1", "data": {"status": "completed"}}'
 >>> key = sign(body, "s3cret")
 >>> verify(body, key, "s3cret").is_completed
@@ -17,7 +23,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import cattrs
@@ -25,11 +34,12 @@ import cattrs
 from . import jsjson
 from .errors import ValidationError, WebhookVerificationError
 from .models import WebhookEvent
-from .serialization import converter, dumps
+from .serialization import MAX_JSON_DEPTH, converter, dumps
 from .serialization import loads as loads_exact
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "MAX_CLOCK_SKEW",
     "SIGNATURE_HEADER",
     "VerificationFailure",
     "dedupe_key",
@@ -42,6 +52,9 @@ __all__ = [
 SIGNATURE_HEADER = "X-Instaxwh-Key"
 #: Bodies larger than this are refused before any parsing (1 MiB).
 DEFAULT_MAX_BODY = 1024 * 1024
+#: With ``max_age``, how far in the future an event's ``createdAt`` may be (the sender's clock
+#: may run ahead of ours): 5 minutes.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -55,6 +68,12 @@ class VerificationFailure(str, enum.Enum):
     INVALID_BODY = "invalid_body"
     TOO_LARGE = "too_large"
     NO_SECRET = "no_secret"
+    #: ``max_age`` is set and the event's ``createdAt`` is older than it.
+    TOO_OLD = "too_old"
+    #: ``max_age`` is set and the event's ``createdAt`` is more than :data:`MAX_CLOCK_SKEW` ahead.
+    IN_FUTURE = "in_future"
+    #: ``max_age`` is set and the event has no top-level ``createdAt``.
+    NO_TIMESTAMP = "no_timestamp"
 
 
 def _failure(reason: VerificationFailure, message: str) -> WebhookVerificationError:
@@ -89,27 +108,38 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
     ``payload`` is the raw JSON body (bytes or str), or a mapping, which is signed as the JSON
     it would be sent as (``Decimal`` amounts exactly). Use it to sign test webhooks.
 
-    :raises ValidationError: the payload is not a JSON object, or the secret is not a string.
+    :raises ValidationError: the payload is not a JSON object, nests deeper than
+        :data:`~instax_async.serialization.MAX_JSON_DEPTH` levels, or the secret is not a
+        string.
     """
     if not isinstance(secret, str):
         raise ValidationError(
             f"secret: expected a str, got {type(secret).__name__}", field="secret"
         )
-    if isinstance(payload, Mapping):
-        payload = dumps(payload)
-    if not isinstance(payload, (bytes, str)):
-        raise ValidationError(
-            "payload: expected a mapping, or a JSON object as bytes or str, got "
-            f"{type(payload).__name__}",
-            field="payload",
-        )
     try:
-        obj = jsjson.loads(payload)
-    except ValueError as exc:
-        raise ValidationError(f"payload: not valid JSON ({exc})", field="payload") from None
-    if not isinstance(obj, dict):
-        raise ValidationError("payload: the JSON must be an object", field="payload")
-    return _signature_of(obj, secret)
+        if isinstance(payload, Mapping):
+            payload = dumps(payload)
+        if not isinstance(payload, (bytes, str)):
+            raise ValidationError(
+                "payload: expected a mapping, or a JSON object as bytes or str, got "
+                f"{type(payload).__name__}",
+                field="payload",
+            )
+        try:
+            obj = jsjson._loads_for_signing(payload)
+        except ValueError as exc:
+            raise ValidationError(f"payload: not valid JSON ({exc})", field="payload") from None
+        if not isinstance(obj, dict):
+            raise ValidationError("payload: the JSON must be an object", field="payload")
+        try:
+            return _signature_of(obj, secret)
+        except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
+            raise ValidationError(f"payload: {exc}", field="payload") from None
+    except RecursionError:
+        # a mapping nested (or referring to itself) deeper than encoding it can go
+        raise ValidationError(
+            f"payload: nested deeper than {MAX_JSON_DEPTH} levels", field="payload"
+        ) from None
 
 
 def verify(
@@ -118,17 +148,46 @@ def verify(
     secret: str,
     *,
     max_body: int = DEFAULT_MAX_BODY,
+    max_age: float | timedelta | None = None,
+    now: datetime | None = None,
 ) -> WebhookEvent:
     """Check a webhook's ``X-Instaxwh-Key`` against its raw body, then parse it.
 
     Pass the body exactly as received (never a re-serialized one). Hex case and surrounding
     whitespace in the header are tolerated; the comparison takes constant time.
 
+    The event holds only what the signature covers: it is read from the very text that was
+    signed (``JSON.stringify`` of the body as JavaScript parsed it). Each number is the one
+    JavaScript holds, as ``Decimal`` of the text ``JSON.stringify`` writes for it
+    (``3.74000000000000000009`` → ``Decimal("3.74")``, ``1e21`` → ``Decimal("1E+21")``), or
+    an ``int`` when that text is an integer (``5.0`` → ``5``, ``-0`` → ``0``,
+    ``12345678901234567890`` → ``12345678901234567000``); a number JavaScript reads as infinite
+    (``1e400``) is ``None``, as ``JSON.stringify`` writes ``null``. A top-level ``__proto__``
+    member, which the sender's code drops, is not in the event. Top-level keys of ``raw`` come
+    in the signing order (sorted).
+
+    ``max_age`` (seconds as an ``int``/``float`` > 0, or a ``timedelta``) turns on a replay
+    window: the event's top-level ``createdAt`` must be at most ``max_age`` old and at most
+    :data:`MAX_CLOCK_SKEW` in the future (``now`` is the current time, an aware ``datetime``,
+    for tests). The age is checked only once the signature matched. ``None`` (the default)
+    accepts any age. Combined with a dedupe store that remembers handled events for at least
+    ``max_age`` + :data:`MAX_CLOCK_SKEW`, a captured webhook is never handled twice.
+
     :raises WebhookVerificationError: for a missing, empty, malformed or wrong signature, a
-        body that is not a JSON object, invalid UTF-8, a body over ``max_body`` bytes, or no
-        secret — and no other exception, whatever the input. ``error.reason`` is a
-        :class:`VerificationFailure`.
+        body that is not a JSON object (or nests deeper than
+        :data:`~instax_async.serialization.MAX_JSON_DEPTH` levels), invalid UTF-8, a body over
+        ``max_body`` bytes, no secret, or, with ``max_age``, an event too old, from the future
+        or without ``createdAt`` — and no other exception, whatever the body and signature.
+        ``error.reason`` is a :class:`VerificationFailure`.
+    :raises ValidationError: ``max_age``, ``now`` or ``max_body`` is not acceptable (checked
+        first, whatever the body).
     """
+    window = _max_age(max_age)
+    _check_now(now)
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
+        raise ValidationError(
+            f"max_body: expected a number of bytes >= 0, got {max_body!r}", field="max_body"
+        )
     if not isinstance(secret, str) or not secret:
         raise _failure(
             VerificationFailure.NO_SECRET,
@@ -156,47 +215,122 @@ def verify(
             f"the {SIGNATURE_HEADER} header is not 32 hex digits",
         )
     try:
-        obj = jsjson.loads(raw)
-    except ValueError:
-        raise _failure(
-            VerificationFailure.INVALID_BODY, "the body is not valid UTF-8 JSON"
-        ) from None
+        try:
+            obj = jsjson._loads_for_signing(raw)
+        except ValueError as exc:
+            raise _failure(
+                VerificationFailure.INVALID_BODY,
+                f"the body is not valid UTF-8 JSON: {_reason(exc)}",
+            ) from None
+        if not isinstance(obj, dict):
+            raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
+        try:
+            signed, base = jsjson._signing_string_and_base(obj, secret)
+        except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
+            raise _failure(
+                VerificationFailure.INVALID_BODY,
+                f"the body is not valid UTF-8 JSON: {_reason(exc)}",
+            ) from None
+        expected = hashlib.md5(base, usedforsecurity=False).hexdigest()
+        if not hmac.compare_digest(expected, given):
+            raise _failure(
+                VerificationFailure.SIGNATURE_MISMATCH,
+                f"the {SIGNATURE_HEADER} header does not match the body and secret",
+            )
+        # The event is read from the signed text itself, never from the body again.
+        try:
+            event = _structure(_signed_json(signed))
+        except ValidationError as exc:
+            raise _failure(VerificationFailure.INVALID_BODY, str(exc)) from None
+        if window is not None:
+            _check_age(event, window, datetime.now(timezone.utc) if now is None else now)
     except RecursionError:
+        # Only when the caller's own stack is nearly exhausted: nothing deeper than
+        # MAX_JSON_DEPTH levels gets past the signing string.
         raise _failure(VerificationFailure.INVALID_BODY, "the body is nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
-    try:
-        expected = _signature_of(obj, secret)
-    except RecursionError:  # pragma: no cover - only within ~2 levels of the recursion limit
-        # A body nested just short of the limit parses, but re-serializing it goes deeper.
-        raise _failure(VerificationFailure.INVALID_BODY, "the body is nested too deeply") from None
-    if not hmac.compare_digest(expected, given):
+    return event
+
+
+def _reason(exc: ValueError) -> str:
+    return str(exc).removeprefix("invalid JSON: ")
+
+
+# Numbers of the signed text are JSON.stringify's: their text is the JavaScript number.
+_signed_json = json.JSONDecoder(parse_float=Decimal).decode
+
+
+def _max_age(value: object) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        if value > timedelta(0):
+            return value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):  # inf, nan, or beyond timedelta's range
+            pass
+    raise ValidationError(
+        "max_age: expected the oldest acceptable event age as seconds > 0 (int or float) or "
+        f"a positive timedelta, got {value!r}",
+        field="max_age",
+    )
+
+
+def _check_now(value: object) -> None:
+    if value is None or (isinstance(value, datetime) and value.utcoffset() is not None):
+        return
+    raise ValidationError(f"now: expected a timezone-aware datetime, got {value!r}", field="now")
+
+
+def _check_age(event: WebhookEvent, max_age: timedelta, now: datetime) -> None:
+    created = event.created_at
+    if created is None:
         raise _failure(
-            VerificationFailure.SIGNATURE_MISMATCH,
-            f"the {SIGNATURE_HEADER} header does not match the body and secret",
+            VerificationFailure.NO_TIMESTAMP,
+            "the event has no createdAt, so its age cannot be checked against max_age",
         )
-    try:
-        return parse(raw)
-    except ValidationError as exc:
-        raise _failure(VerificationFailure.INVALID_BODY, str(exc)) from None
+    age = now - created
+    if age > max_age:
+        raise _failure(
+            VerificationFailure.TOO_OLD,
+            f"the event was created {_seconds(age)} ago, longer than max_age "
+            f"({_seconds(max_age)}): a replay of an old webhook is refused",
+        )
+    if -age > MAX_CLOCK_SKEW:
+        raise _failure(
+            VerificationFailure.IN_FUTURE,
+            f"the event's createdAt is {_seconds(-age)} in the future, more than the "
+            f"{_seconds(MAX_CLOCK_SKEW)} a clock may be ahead",
+        )
+
+
+def _seconds(span: timedelta) -> str:
+    return f"{span.total_seconds():g} s"
 
 
 def parse(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
     """Parse a webhook body into a :class:`~instax_async.WebhookEvent` without verifying it.
 
     For tests and for input you already trust; a webhook from the network goes through
-    :func:`verify`. Amounts become ``Decimal`` equal to the wire text; unknown statuses stay
-    plain strings.
+    :func:`verify`. Amounts become ``Decimal`` equal to the wire text (exactly, unlike
+    :func:`verify`, which holds the numbers JavaScript read); unknown statuses stay plain
+    strings.
 
-    :raises ValidationError: the body is not a JSON object shaped like a webhook.
+    :raises ValidationError: the body is not a JSON object shaped like a webhook (or nests
+        deeper than :data:`~instax_async.serialization.MAX_JSON_DEPTH` levels).
     """
     if isinstance(body, Mapping):
         data: Any = body
     else:
         try:
             data = loads_exact(body)
-        except (ValueError, RecursionError) as exc:
+        except ValueError as exc:
             raise ValidationError(f"body: not valid JSON ({exc})", field="body") from None
+    return _structure(data)
+
+
+def _structure(data: Any) -> WebhookEvent:
     if not isinstance(data, Mapping):
         raise ValidationError("body: the webhook must be a JSON object", field="body")
     try:

@@ -30,6 +30,7 @@ from instax_async import (
     SessionRequest,
     ValidationError,
 )
+from instax_async.serialization import MAX_JSON_DEPTH
 
 REQUEST = SessionRequest.sending(from_amount="0.1", from_currency="USD", to_currency="USDT")
 FAST = RetryPolicy(max_retries=2, backoff_base=0.0, backoff_max=0.0)
@@ -105,6 +106,46 @@ async def test_unusable_2xx_bodies_raise_api_status_error(content: bytes, match:
             await client.create_session(REQUEST)
     assert info.value.status == 200
     assert info.value.body == content
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * 100_000,
+        b'{"a":' * 100_000,
+        b'{"id": "ps_1", "x": ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"}",
+    ],
+    ids=["100k [", "100k {a:", "limit + 1"],
+)
+@pytest.mark.parametrize("status", [201, 500, 400, 429])
+async def test_deeply_nested_bodies_are_api_status_errors_keeping_the_body(
+    content: bytes, status: int
+) -> None:
+    calls = 0
+
+    def handler(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        return Response(status, {}, content)
+
+    async with client_with(handler) as client:
+        with pytest.raises(APIStatusError) as info:
+            await client.create_session(REQUEST)
+    assert info.value.status == status and info.value.body == content
+    assert isinstance(info.value, ServerError) is (status == 500)
+    if status == 201:
+        assert "nested deeper than 128 levels" in str(info.value)
+    else:
+        assert str(info.value).startswith(f"InstaXchange answered HTTP {status}")
+    assert calls == (3 if status == 429 else 1)  # a POST is retried only when refused (429)
+
+
+async def test_a_body_nested_just_under_the_limit_is_read() -> None:
+    inner = b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1)
+    content = b'{"id": "ps_1", "x": ' + inner + b"}"
+    async with client_with(lambda r: Response(201, {}, content)) as client:
+        session = await client.create_session(REQUEST)
+    assert session.id == "ps_1" and session.raw["x"] == json.loads(inner)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instax_async import jsjson
-from instax_async.jsjson import loads, signature_base, signing_string, sort_top_level, stringify
+from instax_async.jsjson import (
+    MAX_JSON_DEPTH,
+    loads,
+    signature_base,
+    signing_string,
+    sort_top_level,
+    stringify,
+)
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 VECTOR_FILE = VECTOR_DIR / "signatures.json"
@@ -373,15 +379,131 @@ def test_loads_rejects_non_text_input() -> None:
         loads(123)  # type: ignore[arg-type]
 
 
-def test_loads_rejects_excessive_nesting_with_value_error() -> None:
-    depth = sys.getrecursionlimit() + 100
-    with pytest.raises(ValueError, match="nesting"):
-        loads("[" * depth + "]" * depth)
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000,
+        '{"a":' * 100_000,
+        "[" * 100_000 + "]" * 100_000,
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+        "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1),
+        '{"a":' * (MAX_JSON_DEPTH + 1) + "null" + "}" * (MAX_JSON_DEPTH + 1),
+        "[" * MAX_JSON_DEPTH + "{}" + "]" * MAX_JSON_DEPTH,
+        # many blocks, each one level too deep: the peeling gives up, the measure decides
+        ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1) + ",") * 300 + "1",
+    ],
+    ids=[
+        "100k [",
+        "100k {a:",
+        "100k [] closed",
+        "100k {a: closed",
+        "[ +1",
+        "{a: +1",
+        "mixed +1",
+        "wide +1",
+    ],
+)
+def test_loads_refuses_json_nested_over_the_limit(body: str) -> None:
+    for form in (body, body.encode()):
+        with pytest.raises(ValueError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+            loads(form)
 
 
-@pytest.mark.parametrize("depth", [100, 400])  # two levels per step: 800 in total
+def test_loads_accepts_the_limit_exactly_and_brackets_in_strings_do_not_count() -> None:
+    deepest = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert loads(deepest) == loads(deepest.encode()) == json.loads(deepest)
+    objects = '{"a":' * MAX_JSON_DEPTH + "1" + "}" * MAX_JSON_DEPTH
+    assert loads(objects.encode()) == json.loads(objects)
+    wide = "[" + ",".join([deepest[1:-1]] * 200) + "]"
+    assert loads(wide.encode()) == json.loads(wide)
+    brackets = json.dumps({"s": "[" * 100_000, "t": '"{\\' * 1000, "u": ["]" * 500]})
+    assert loads(brackets.encode()) == json.loads(brackets)
+    inside = r'{"a":"\"' + "[" * 300 + '"}'  # an escaped quote: the brackets are text
+    assert loads(inside) == {"a": '"' + "[" * 300}
+    outside = r'{"a":"\\",' + "[" * 300 + "1" + "]" * 300 + "}"  # an escaped backslash
+    with pytest.raises(ValueError, match="nested"):
+        loads(outside)
+
+
+def test_the_limit_is_one_constant_for_every_parser() -> None:
+    from instax_async import serialization
+
+    assert serialization.MAX_JSON_DEPTH == MAX_JSON_DEPTH == 128
+
+
+def test_loads_turns_a_recursion_error_of_the_parser_into_value_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the depth check out of the way, the C parser itself runs out of stack.
+    monkeypatch.setattr(jsjson, "MAX_JSON_DEPTH", 10**9)
+    with pytest.raises(ValueError, match="nested"):
+        loads("[" * 100_000)
+    with pytest.raises(ValueError, match="nested"):
+        jsjson._loads_for_signing("[" * 100_000)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+BRACKETY_TEXT = st.text(st.sampled_from('[]{}"\\/ab\u00e9\u2028\U0001f600'), max_size=8)
+NESTED = st.recursive(
+    st.none() | st.integers() | BRACKETY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(BRACKETY_TEXT, children, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=NESTED,
+    limit=st.integers(min_value=0, max_value=12),
+    ensure_ascii=st.booleans(),
+    indent=st.sampled_from([None, 1]),
+)
+def test_the_depth_check_measures_what_the_parser_builds(
+    value: Any, limit: int, ensure_ascii: bool, indent: int | None
+) -> None:
+    text = json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)
+    expected = _depth(value) > limit
+    assert jsjson._too_deep(text, limit) is expected
+    assert jsjson._too_deep(text.encode("utf-8"), limit) is expected
+
+
+def test_stringify_refuses_values_nested_over_the_limit() -> None:
+    value: Any = []
+    for _ in range(MAX_JSON_DEPTH - 1):
+        value = [value]
+    assert stringify(value) == "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert (
+        signing_string({"a": value[0]})
+        == '{"a":' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}"
+    )
+    for deeper in ([value], {"a": value}, (value,), OrderedDict(a=value)):
+        with pytest.raises(ValueError, match="nested deeper than 128"):
+            stringify(deeper)
+    with pytest.raises(ValueError, match="nested deeper than 128"):
+        signature_base({"a": value}, "s")
+
+
+def test_a_body_the_parser_takes_but_signing_refuses_is_a_value_error() -> None:
+    body = "[" * 500 + "]" * 500  # within the parser's reach, over the limit
+    parsed = jsjson._loads_for_signing(body)
+    with pytest.raises(ValueError, match="nested deeper than 128"):
+        stringify(parsed)
+    with pytest.raises(ValueError, match="nested deeper than 128"):
+        loads(body)
+
+
+@pytest.mark.parametrize("depth", [1, 64, MAX_JSON_DEPTH // 2])  # two levels per step
 def test_deep_nesting_that_parses_also_serializes(depth: int) -> None:
-    text = '{"a":' + '[{"b":' * depth + "1e-7" + "}]" * depth + "}"
+    text = '{"a":' + '[{"b":' * (depth - 1) + "1e-7" + "}]" * (depth - 1) + "}"
     assert signing_string(loads(text)) == text
 
 
@@ -578,3 +700,10 @@ def test_hand_written_cases_match_node(node_signer: NodeSigner) -> None:
     ]
     for body in cases:
         _check_against_node(node_signer, body, "secret")
+
+
+def test_malformed_text_is_left_to_the_parser() -> None:
+    text = '"' + "[" * 200 + '"' + "]" * 5 + "[" * 5  # brackets that never pair up
+    assert jsjson._too_deep(text, MAX_JSON_DEPTH) is False
+    with pytest.raises(ValueError):
+        loads(text)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from instax_async.serialization import OpenStrEnum, converter, dumps, loads, parse_datetime
+from instax_async.serialization import (
+    MAX_JSON_DEPTH,
+    OpenStrEnum,
+    converter,
+    dumps,
+    loads,
+    parse_datetime,
+)
 
 
 def test_decimal_is_written_exactly() -> None:
@@ -123,3 +130,30 @@ def test_optional_fields_bind_their_hook() -> None:
     assert thing.when == datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert converter.structure({}, Optional_) == Optional_()
     assert converter.structure({"name": None, "when": None}, Optional_) == Optional_()
+
+
+@pytest.mark.parametrize("encoding", ["str", "utf-8", "utf-16"])
+def test_loads_refuses_json_nested_deeper_than_the_limit(encoding: str) -> None:
+    def encoded(text: str) -> str | bytes:
+        return text if encoding == "str" else text.encode(encoding)
+
+    limit = MAX_JSON_DEPTH
+    assert loads(encoded("[" * limit + "]" * limit)) == json.loads("[" * limit + "]" * limit)
+    for text in (
+        "[" * (limit + 1) + "]" * (limit + 1),
+        "[" * 100_000,
+        '{"a":' * 100_000,
+        '{"a":' * (limit + 1) + "1.5" + "}" * (limit + 1),
+    ):
+        with pytest.raises(ValueError, match=f"nested deeper than {limit} levels"):
+            loads(encoded(text))
+    in_a_string = json.dumps({"message": "[" * 10_000})
+    assert loads(encoded(in_a_string)) == {"message": "[" * 10_000}
+
+
+def test_loads_turns_a_recursion_error_into_value_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import instax_async.serialization as serialization
+
+    monkeypatch.setattr(serialization, "MAX_JSON_DEPTH", 10**9)  # the C parser's own limit
+    with pytest.raises(ValueError, match="nested"):
+        loads(b"[" * 100_000)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import datetime, timezone
+import math
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,8 +24,12 @@ from instax_async import (
     WebhookData,
     WebhookEvent,
     WebhookVerificationError,
+    jsjson,
+    webhooks,
 )
+from instax_async.serialization import MAX_JSON_DEPTH
 from instax_async.webhooks import (
+    MAX_CLOCK_SKEW,
     SIGNATURE_HEADER,
     VerificationFailure,
     dedupe_key,
@@ -282,3 +291,373 @@ def test_signed_json_objects_verify_or_fail_only_on_shape(payload: dict[str, Any
         verify(body, sign(body, SECRET), SECRET)
     except WebhookVerificationError as exc:
         assert exc.reason is VerificationFailure.INVALID_BODY
+
+
+# -- nesting: refused as invalid JSON, never a RecursionError --------------------------------
+
+
+def _nested_body(depth: int) -> bytes:
+    """A webhook-shaped object whose arrays and objects nest ``depth`` levels in all."""
+    return b'{"webhookId": "w", "x": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+def test_verify_accepts_the_nesting_limit_and_refuses_one_more_level() -> None:
+    at_limit = _nested_body(MAX_JSON_DEPTH)
+    assert verify(at_limit, sign(at_limit, SECRET), SECRET).webhook_id == "w"
+    over = _nested_body(MAX_JSON_DEPTH + 1)
+    with pytest.raises(WebhookVerificationError, match="nested deeper than 128") as info:
+        verify(over, "0" * 32, SECRET)
+    assert info.value.reason is VerificationFailure.INVALID_BODY
+    with pytest.raises(ValidationError, match="nested deeper than 128"):
+        parse(over)
+    with pytest.raises(ValidationError, match="nested deeper than 128"):
+        sign(over, SECRET)
+    assert parse(at_limit).webhook_id == "w"
+
+
+@pytest.mark.parametrize("depth", [200, 990, 5000])
+def test_sign_refuses_deep_bodies_and_mappings_with_validation_error(depth: int) -> None:
+    body = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(ValidationError) as info:
+        sign(body, SECRET)
+    assert info.value.field == "payload"
+    with pytest.raises(ValidationError):
+        sign(body.decode(), SECRET)
+    mapping: dict[str, Any] = {"a": 1}
+    for _ in range(depth):
+        mapping = {"a": mapping}
+    with pytest.raises(ValidationError, match="nested deeper than 128") as info:
+        sign(mapping, SECRET)
+    assert info.value.field == "payload"
+
+
+def test_sign_refuses_a_mapping_that_contains_itself() -> None:
+    looped: dict[str, Any] = {"webhookId": "w"}
+    looped["self"] = looped
+    with pytest.raises(ValidationError, match="payload"):
+        sign(looped, SECRET)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"a":' * 100_000, b'{"a":' * 990 + b"1" + b"}" * 990],
+    ids=["100k [", "100k {a:", "990 {a:"],
+)
+def test_verify_and_parse_refuse_pathological_nesting(body: bytes) -> None:
+    for form in (body, body.decode()):
+        with pytest.raises(WebhookVerificationError) as info:
+            verify(form, "0" * 32, SECRET)
+        assert info.value.reason is VerificationFailure.INVALID_BODY
+        with pytest.raises(ValidationError):
+            parse(form)
+
+
+def test_a_recursion_error_while_verifying_is_a_verification_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # only possible when the caller's own stack is nearly exhausted; simulated here
+    def exhausted(text: str) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    key = BY_NAME["documented_completed"]["signature"]
+    monkeypatch.setattr(webhooks, "_signed_json", exhausted)
+    with pytest.raises(WebhookVerificationError) as info:
+        verify(COMPLETED, key, SECRET)
+    assert info.value.reason is VerificationFailure.INVALID_BODY
+
+
+def test_verify_on_a_nearly_exhausted_stack_raises_only_verification_errors() -> None:
+    body = _nested_body(MAX_JSON_DEPTH)
+    key = sign(body, SECRET)
+    frames, frame = 0, sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    outcomes: list[object] = []
+    try:
+        for headroom in (30, 60, 120, 200):
+            sys.setrecursionlimit(frames + headroom)
+            try:
+                outcomes.append(verify(body, key, SECRET))
+            except WebhookVerificationError as exc:
+                outcomes.append(exc.reason)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert all(
+        isinstance(o, WebhookEvent) or o is VerificationFailure.INVALID_BODY for o in outcomes
+    )
+    assert isinstance(outcomes[-1], WebhookEvent)
+
+
+# -- a verified event holds only what the signature covers -----------------------------------
+
+
+def _signed_view(body: bytes) -> dict[str, Any]:
+    """The event's raw as it should be: Node's signing string, numbers as exact Decimals."""
+    event = verify(body, sign(body, SECRET), SECRET)
+    return dict(event.raw)
+
+
+def test_numbers_are_what_javascript_read_not_the_digits_on_the_wire() -> None:
+    body = (
+        b'{"webhookId": "w", "data": {"amountInFiat": 3.74000000000000000009,'
+        b' "amountInCrypto": 0.1000000000000000055511151231257827, "status": "completed"},'
+        b' "n": [5.0, -0, -0.0, 1e2, 9007199254740993, 12345678901234567890, 1e21, 1e-7,'
+        b" 0.000001, 1e400, -1e400, 123456789012345678901234567890.5, 2e-324]}"
+    )
+    event = verify(body, sign(body, SECRET), SECRET)
+    assert event.data.amount_in_fiat == Decimal("3.74")
+    assert str(event.data.amount_in_fiat) == "3.74"
+    assert str(event.data.amount_in_crypto) == "0.1"
+    assert event.raw["data"]["amountInFiat"] == Decimal("3.74")
+    numbers = event.raw["n"]
+    assert numbers == [
+        5,
+        0,
+        0,
+        100,
+        9007199254740992,
+        12345678901234567000,
+        Decimal("1E+21"),
+        Decimal("1E-7"),
+        Decimal("0.000001"),
+        None,
+        None,
+        Decimal("1.2345678901234568E+29"),
+        0,
+    ]
+    assert [type(n) for n in numbers[:6]] == [int] * 6
+    assert str(numbers[7]) == "1E-7" and str(numbers[8]) == "0.000001"
+    # parse() does not verify, and keeps the exact wire digits
+    assert parse(body).data.amount_in_fiat == Decimal("3.74000000000000000009")
+
+
+def test_a_top_level_proto_member_is_not_in_the_event() -> None:
+    plain = b'{"webhookId": "w", "reference": "order-1"}'
+    for proto in (b'{"evil": true}', b"[1, 2]", b'"x"', b"null", b"7"):
+        body = b'{"__proto__": ' + proto + b', "webhookId": "w", "reference": "order-1"}'
+        assert sign(body, SECRET) == sign(plain, SECRET)  # the signer drops it
+        event = verify(body, sign(plain, SECRET), SECRET)
+        assert "__proto__" not in event.raw
+        assert dict(event.raw) == {"reference": "order-1", "webhookId": "w"}
+    nested = b'{"data": {"__proto__": {"a": 1}}}'
+    assert verify(nested, sign(nested, SECRET), SECRET).raw["data"] == {"__proto__": {"a": 1}}
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in VECTORS if v["secret"]],
+    ids=[v["name"] for v in VECTORS if v["secret"]],
+)
+def test_the_event_is_nodes_signing_string_for_every_vector(vector: dict[str, str]) -> None:
+    signed = json.loads(vector["signing_string"], parse_float=Decimal)
+    try:
+        event = verify(vector["body"].encode(), vector["signature"], vector["secret"])
+    except WebhookVerificationError as exc:
+        assert exc.reason is VerificationFailure.INVALID_BODY  # signed, but not webhook-shaped
+        return
+    assert event.raw == signed
+    assert list(event.raw) == list(signed)  # the signing order of the top-level keys
+
+
+def _as_javascript(value: Any) -> Any:
+    """The numbers of a verified event's raw as the doubles JavaScript would hold."""
+    if isinstance(value, dict):
+        return {key: _as_javascript(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_javascript(item) for item in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+NUMBER_TEXT = st.from_regex(
+    r"\A-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?\Z", fullmatch=True
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NUMBER_TEXT, min_size=1, max_size=12))
+def test_every_number_of_a_verified_event_is_exactly_what_was_signed(texts: list[str]) -> None:
+    body = ('{"webhookId": "w", "n": [' + ", ".join(texts) + "]}").encode()
+    event = verify(body, sign(body, SECRET), SECRET)
+    signed = jsjson.signing_string(jsjson.loads(body))
+    # the event, read back as JavaScript would, serializes to the very text that was signed
+    assert jsjson.signing_string(_as_javascript(dict(event.raw))) == signed
+    for number, text in zip(event.raw["n"], texts, strict=True):
+        double = float(text)
+        if math.isinf(double):
+            assert number is None
+        elif isinstance(number, Decimal):
+            assert float(number) == double and number == Decimal(repr(double))
+        else:
+            assert type(number) is int and float(number) == double
+
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_numbers_match_what_node_reads() -> None:
+    literals = [
+        "3.74000000000000000009",
+        "0.1000000000000000055511151231257827",
+        "9007199254740993",
+        "12345678901234567890",
+        "123456789012345678901234567890.5",
+        "1e21",
+        "1.5e300",
+        "1e-7",
+        "5e-324",
+        "2.5e-324",
+        "0.000001",
+        "-0",
+        "-0.0",
+        "5.0",
+        "1e400",
+        "-1e400",
+        "1" * 400,
+    ]
+    body = '{"webhookId": "w", "n": [' + ", ".join(literals) + "]}"
+    script = (
+        "const {signingString} = require(process.argv[1]);"
+        "const body = require('fs').readFileSync(0, 'utf8');"
+        "process.stdout.write(signingString(JSON.parse(body)));"
+    )
+    assert NODE is not None
+    node_text = subprocess.run(
+        [NODE, "-e", script, str(Path(__file__).parent / "vectors" / "node_sign.js")],
+        input=body.encode(),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    event = verify(body.encode(), sign(body, SECRET), SECRET)
+    assert event.raw == json.loads(node_text, parse_float=Decimal)
+    assert event.raw["n"][0] == Decimal("3.74")
+
+
+# -- max_age: the replay window --------------------------------------------------------------
+
+CREATED = datetime(2024, 5, 22, 19, 59, 5, 913000, tzinfo=timezone.utc)  # COMPLETED's createdAt
+KEY = BY_NAME["documented_completed"]["signature"]
+
+
+def _age_failure(max_age: Any, now: datetime, body: bytes = COMPLETED) -> Any:
+    try:
+        return verify(body, sign(body, SECRET), SECRET, max_age=max_age, now=now)
+    except WebhookVerificationError as exc:
+        assert isinstance(exc.reason, VerificationFailure)
+        return exc.reason
+
+
+@pytest.mark.parametrize("max_age", [600, 600.0, timedelta(minutes=10)])
+def test_max_age_accepts_up_to_the_age_and_refuses_older(max_age: Any) -> None:
+    exactly = CREATED + timedelta(minutes=10)
+    assert isinstance(_age_failure(max_age, exactly), WebhookEvent)
+    later = exactly + timedelta(milliseconds=1)
+    assert _age_failure(max_age, later) is VerificationFailure.TOO_OLD
+    with pytest.raises(WebhookVerificationError, match="max_age") as info:
+        verify(COMPLETED, KEY, SECRET, max_age=max_age, now=later)
+    assert info.value.reason is VerificationFailure.TOO_OLD
+
+
+def test_max_age_tolerates_five_minutes_of_clock_skew_into_the_future() -> None:
+    assert timedelta(minutes=5) == MAX_CLOCK_SKEW
+    ahead = CREATED - MAX_CLOCK_SKEW  # our clock is behind the sender's by exactly the skew
+    assert isinstance(_age_failure(60, ahead), WebhookEvent)
+    too_far = ahead - timedelta(milliseconds=1)
+    assert _age_failure(60, too_far) is VerificationFailure.IN_FUTURE
+    assert _age_failure(timedelta(days=3650), too_far) is VerificationFailure.IN_FUTURE
+
+
+def test_max_age_in_other_time_zones_and_from_epoch_milliseconds() -> None:
+    now = (CREATED + timedelta(seconds=30)).astimezone(timezone(timedelta(hours=-7)))
+    assert isinstance(_age_failure(31, now), WebhookEvent)
+    assert _age_failure(29, now) is VerificationFailure.TOO_OLD
+    millis = int(CREATED.timestamp() * 1000)
+    body = b'{"webhookId": "w", "createdAt": ' + str(millis).encode() + b"}"
+    assert isinstance(_age_failure(31, now, body), WebhookEvent)
+    assert _age_failure(29, now, body) is VerificationFailure.TOO_OLD
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"webhookId": "w"}', VerificationFailure.NO_TIMESTAMP),
+        (b'{"webhookId": "w", "createdAt": null}', VerificationFailure.NO_TIMESTAMP),
+        # a nested createdAt is the payment's, not the event's
+        (b'{"data": {"createdAt": "2024-05-22T19:59:05Z"}}', VerificationFailure.NO_TIMESTAMP),
+        (b'{"webhookId": "w", "createdAt": "yesterday"}', VerificationFailure.INVALID_BODY),
+        (b'{"webhookId": "w", "createdAt": 1e400}', VerificationFailure.NO_TIMESTAMP),
+        (b'{"createdAt": "0001-01-01T00:00:00+14:00"}', VerificationFailure.TOO_OLD),
+        (b'{"createdAt": "9999-12-31T23:59:59.999999-14:00"}', VerificationFailure.IN_FUTURE),
+        (b'{"createdAt": 1e300}', VerificationFailure.INVALID_BODY),
+    ],
+)
+def test_max_age_needs_a_parseable_created_at(body: bytes, reason: VerificationFailure) -> None:
+    assert _age_failure(60, CREATED, body) is reason
+
+
+def test_without_max_age_any_age_is_accepted() -> None:
+    assert verify(COMPLETED, KEY, SECRET).created_at == CREATED
+    assert verify(COMPLETED, KEY, SECRET, max_age=None, now=CREATED + timedelta(days=9999))
+    assert verify(b'{"webhookId": "w"}', sign(b'{"webhookId": "w"}', SECRET), SECRET)
+
+
+def test_max_age_defaults_to_the_current_time() -> None:
+    fresh = json.dumps({"webhookId": "w", "createdAt": datetime.now(timezone.utc).isoformat()})
+    assert verify(fresh, sign(fresh, SECRET), SECRET, max_age=60).webhook_id == "w"
+    with pytest.raises(WebhookVerificationError) as info:
+        verify(COMPLETED, KEY, SECRET, max_age=3600)
+    assert info.value.reason is VerificationFailure.TOO_OLD
+
+
+def test_the_age_is_checked_only_once_the_signature_matched() -> None:
+    for signature in (None, "abc", "0" * 32):
+        with pytest.raises(WebhookVerificationError) as info:
+            verify(COMPLETED, signature, SECRET, max_age=1)
+        assert info.value.reason in (
+            VerificationFailure.MISSING_SIGNATURE,
+            VerificationFailure.MALFORMED_SIGNATURE,
+            VerificationFailure.SIGNATURE_MISMATCH,
+        )
+
+
+@pytest.mark.parametrize(
+    "max_age",
+    [0, -1, 0.0, True, "60", float("nan"), float("inf"), 1e300, timedelta(0), timedelta(-1), []],
+)
+def test_a_bad_max_age_is_a_validation_error(max_age: Any) -> None:
+    with pytest.raises(ValidationError, match="max_age") as info:
+        verify(COMPLETED, KEY, SECRET, max_age=max_age)
+    assert info.value.field == "max_age"
+
+
+@pytest.mark.parametrize("now", [datetime(2024, 5, 22), "2024-05-22T19:59:05Z", 1716407945.0])
+def test_now_must_be_an_aware_datetime(now: Any) -> None:
+    with pytest.raises(ValidationError, match="now") as info:
+        verify(COMPLETED, KEY, SECRET, max_age=60, now=now)
+    assert info.value.field == "now"
+    with pytest.raises(ValidationError, match="now"):
+        verify(COMPLETED, KEY, SECRET, now=now)  # checked with or without max_age
+
+
+@pytest.mark.parametrize("max_body", [None, -1, "1024", True, 1.5])
+def test_a_bad_max_body_is_a_validation_error(max_body: Any) -> None:
+    with pytest.raises(ValidationError, match="max_body") as info:
+        verify(COMPLETED, KEY, SECRET, max_body=max_body)
+    assert info.value.field == "max_body"
+
+
+def test_an_integer_too_long_for_int_is_read_as_javascript_reads_it() -> None:
+    body = b'{"webhookId": "w", "n": ' + b"1" * 5000 + b', "m": -' + b"9" * 400 + b"}"
+    key = hashlib.md5(jsjson.signature_base(jsjson.loads(body), SECRET)).hexdigest()
+    assert sign(body, SECRET) == key
+    event = verify(body, key, SECRET)
+    assert event.raw["n"] is None  # Infinity, which JSON.stringify writes as null
+    assert event.raw["m"] is None  # -Infinity too
+    for invalid in (b'{"a": NaN}', b'{"a": -Infinity}', b'{"a": 1,}'):
+        with pytest.raises(WebhookVerificationError) as info:
+            verify(invalid, "0" * 32, SECRET)
+        assert info.value.reason is VerificationFailure.INVALID_BODY

@@ -1,10 +1,22 @@
-"""The framework-free core of every webhook receiver: bytes and a header in, a status out."""
+"""The framework-free core of every webhook receiver: bytes and a header in, a status out.
+
+Replays: the signature carries no time, so a captured body and header verify forever. With
+``max_age`` the receiver refuses events whose ``createdAt`` is older (answering 400), and the
+dedupe store refuses redeliveries of events it remembers. Together they close the gap when the
+store remembers each handled event at least ``max_age`` + ``MAX_CLOCK_SKEW`` (an event may be
+dated up to that skew ahead of the receiver's clock): any replay is then either remembered or
+too old. A store that forgets sooner (a short ``ttl``) is warned about when the receiver is
+built; one that loses its memory (an in-memory store across a restart, or one evicting keys)
+weakens the guarantee, which is why several instances want a shared, persistent store.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
+import reprlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -12,7 +24,14 @@ import attrs
 from ..dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
 from ..errors import ValidationError, WebhookVerificationError
 from ..models import WebhookEvent
-from ..webhooks import DEFAULT_MAX_BODY, VerificationFailure, dedupe_key, verify
+from ..webhooks import (
+    DEFAULT_MAX_BODY,
+    MAX_CLOCK_SKEW,
+    VerificationFailure,
+    _max_age,
+    dedupe_key,
+    verify,
+)
 
 __all__ = ["EventHandler", "WebhookReceiver", "Outcome"]
 
@@ -27,6 +46,10 @@ _STATUS_FOR_FAILURE = {
     VerificationFailure.NO_SECRET: 500,
     VerificationFailure.INVALID_BODY: 400,
     VerificationFailure.TOO_LARGE: 413,
+    # A replay (or an event the sender dated wrongly): refused, and never worth a retry soon.
+    VerificationFailure.TOO_OLD: 400,
+    VerificationFailure.IN_FUTURE: 400,
+    VerificationFailure.NO_TIMESTAMP: 400,
 }
 
 
@@ -42,10 +65,18 @@ class WebhookReceiver:
     """Verify, deduplicate and dispatch webhooks; adapters turn requests into :meth:`handle`.
 
     Answers: 200 once ``on_event`` returned (or for a redelivery of a handled event); 401 for a
-    missing or wrong signature; 400 for a malformed body; 413 for a body over ``max_body``;
-    409 while another delivery of the same event is being handled; 500 when ``on_event`` raised
-    (so the sender retries: the failed event is not remembered); 503 when the dedupe store
-    failed (the sender retries rather than the event being handled twice or dropped).
+    missing or wrong signature; 400 for a malformed body, or, with ``max_age``, an event older
+    than ``max_age``, dated in the future or without ``createdAt``; 413 for a body over
+    ``max_body``; 409 while another delivery of the same event is being handled; 500 when
+    ``on_event`` raised (so the sender retries: the failed event is not remembered); 503 when
+    the dedupe store failed or answered ``claim`` with something that is not a
+    :class:`~instax_async.ClaimResult` value (the sender retries rather than the event being
+    handled twice or dropped).
+
+    ``max_age`` (seconds or a ``timedelta``; ``None``, the default, is off) is passed to
+    :func:`~instax_async.webhooks.verify`. With a store that remembers handled events for at
+    least ``max_age`` + :data:`~instax_async.webhooks.MAX_CLOCK_SKEW`, a captured webhook is
+    never handled twice; a warning is logged here when the store's ``ttl`` is shorter.
     """
 
     def __init__(
@@ -55,6 +86,7 @@ class WebhookReceiver:
         *,
         dedupe: DedupeStore | bool | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        max_age: float | timedelta | None = None,
     ) -> None:
         if not isinstance(secret, str) or not secret:
             raise ValidationError(
@@ -82,10 +114,15 @@ class WebhookReceiver:
                 f"got {type(dedupe).__name__}",
                 field="dedupe",
             )
+        window = _max_age(max_age)
         self._secret = secret
         self._on_event = on_event
         self._dedupe = store
         self.max_body = max_body
+        #: The oldest event accepted (``None``: any age), as a ``timedelta``.
+        self.max_age = window
+        if window is not None and store is not None:
+            _warn_if_forgotten_sooner(store, window)
 
     def __repr__(self) -> str:
         name = getattr(self._on_event, "__name__", "?")
@@ -96,7 +133,9 @@ class WebhookReceiver:
         if body is None:
             return Outcome(413, {"error": f"body over {self.max_body} bytes"})
         try:
-            event = verify(body, signature, self._secret, max_body=self.max_body)
+            event = verify(
+                body, signature, self._secret, max_body=self.max_body, max_age=self.max_age
+            )
         except WebhookVerificationError as exc:
             status = _STATUS_FOR_FAILURE.get(exc.reason, 400)
             logger.warning("webhook refused (%s): %s", status, exc)
@@ -105,9 +144,19 @@ class WebhookReceiver:
         store = self._dedupe
         if store is not None:
             try:
-                claim = await store.claim(key)
+                answer = await store.claim(key)
             except Exception:
                 logger.exception("webhook dedupe store failed; answering 503 so it is resent")
+                return Outcome(503, {"error": "dedupe store unavailable; retry later"})
+            claim = _claim_result(answer)
+            if claim is None:
+                # Running on_event now could handle a redelivery twice: fail closed.
+                logger.error(
+                    "webhook dedupe store answered claim() with %s, not one of %s; "
+                    "answering 503 so it is resent",
+                    _shown(answer),
+                    ", ".join(repr(member.value) for member in ClaimResult),
+                )
                 return Outcome(503, {"error": "dedupe store unavailable; retry later"})
             if claim is ClaimResult.DONE:
                 return Outcome(200, {"status": "duplicate"})
@@ -131,6 +180,42 @@ class WebhookReceiver:
                 # Handled already: answering an error would only cause a second handling.
                 logger.exception("could not record webhook %s as handled", key)
         return Outcome(200, {"status": "ok"})
+
+
+def _claim_result(answer: object) -> ClaimResult | None:
+    """The :class:`ClaimResult` a store answered, by value; ``None`` for anything else."""
+    if isinstance(answer, ClaimResult):
+        return answer
+    try:
+        return ClaimResult(answer)
+    except Exception:  # ValueError, or whatever an odd object's __hash__ or __eq__ raises
+        return None
+
+
+def _shown(answer: object) -> str:
+    # reprlib shortens a long answer, and stands in for a repr that raises
+    return f"{type(answer).__name__} {reprlib.repr(answer)}"
+
+
+def _warn_if_forgotten_sooner(store: DedupeStore, max_age: timedelta) -> None:
+    try:
+        ttl = getattr(store, "ttl", None)
+    except Exception:  # a property that raises: a store without a readable ttl
+        return
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        return  # not told how long it remembers: nothing to compare
+    needed = (max_age + MAX_CLOCK_SKEW).total_seconds()
+    if ttl < needed:
+        logger.warning(
+            "the webhook dedupe store remembers handled events for %g s, less than max_age "
+            "(%g s) + %g s of clock skew: a webhook replayed after the store forgot it, but "
+            "while it is still young enough, would be handled again. Give the store a ttl of "
+            "at least %g s, or lower max_age.",
+            ttl,
+            max_age.total_seconds(),
+            MAX_CLOCK_SKEW.total_seconds(),
+            needed,
+        )
 
 
 async def _release_quietly(store: DedupeStore, key: str) -> None:

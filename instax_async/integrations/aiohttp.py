@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -44,17 +45,23 @@ def webhook_handler(
     *,
     dedupe: DedupeStore | bool | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    max_age: float | timedelta | None = None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A request handler that verifies, deduplicates and hands each webhook to ``on_event``.
 
     ``on_event(event)`` may be sync or async; answer codes are those of
     :class:`~instax_async.integrations._receiver.WebhookReceiver` (200 handled or duplicate,
-    401 bad signature, 400 malformed, 413 too large, 409 being handled, 500 handler failed,
-    503 dedupe store down). ``dedupe=None`` keeps an in-memory store; pass a shared
-    :class:`~instax_async.DedupeStore` when several instances receive webhooks, or ``False``
-    to turn deduplication off.
+    401 bad signature, 400 malformed or refused by ``max_age``, 413 too large, 409 being
+    handled, 500 handler failed, 503 dedupe store down). ``dedupe=None`` keeps an in-memory
+    store; pass a shared :class:`~instax_async.DedupeStore` when several instances receive
+    webhooks, or ``False`` to turn deduplication off.
+
+    ``max_age`` (seconds or a ``timedelta``) refuses events whose ``createdAt`` is older, or
+    more than 5 minutes in the future, so that a captured webhook cannot be replayed later;
+    keep it at most the store's ttl minus 5 minutes (a warning is logged otherwise), and a
+    captured webhook is never handled twice. ``None`` (the default) accepts any age.
     """
-    receiver = WebhookReceiver(secret, on_event, dedupe=dedupe, max_body=max_body)
+    receiver = WebhookReceiver(secret, on_event, dedupe=dedupe, max_body=max_body, max_age=max_age)
 
     async def handle(request: web.Request) -> web.Response:
         body = await read_bounded(request, receiver.max_body)

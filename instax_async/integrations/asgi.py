@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
 from typing import Any
 
 from ..dedupe import DedupeStore
@@ -105,6 +106,13 @@ def webhook_app(
     *,
     dedupe: DedupeStore | bool | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    max_age: float | timedelta | None = None,
 ) -> WebhookApp:
-    """An ASGI app with the same contract as the aiohttp ``webhook_handler``."""
-    return WebhookApp(WebhookReceiver(secret, on_event, dedupe=dedupe, max_body=max_body))
+    """An ASGI app with the same contract as the aiohttp ``webhook_handler``.
+
+    The same keywords: ``dedupe`` (a store, ``None`` for in-memory, ``False`` for none),
+    ``max_body`` and ``max_age`` (refuse events older than it, by their ``createdAt``).
+    """
+    return WebhookApp(
+        WebhookReceiver(secret, on_event, dedupe=dedupe, max_body=max_body, max_age=max_age)
+    )
