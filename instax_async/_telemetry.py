@@ -87,8 +87,12 @@ class Telemetry:
     def end_with_error(self, span: Span, error: BaseException) -> None:
         """Record ``error`` on ``span`` and mark it failed (the caller ends it)."""
         span.record_exception(error)
+        self.fail(span, type(error).__qualname__)
+
+    def fail(self, span: Span, error_type: str) -> None:
+        """Mark ``span`` failed, with the ``error.type`` attribute."""
         span.set_status(self._status_error)
-        span.set_attribute("error.type", type(error).__qualname__)
+        span.set_attribute("error.type", error_type)
 
     def start_attempt(self, method: str, url: str, resend_count: int) -> Span:
         """The CLIENT span of one HTTP attempt, child of the current span."""
@@ -119,10 +123,9 @@ class Telemetry:
             span.set_attribute("http.response.status_code", status)
         if error_type is not None:
             attributes["error.type"] = error_type
-            span.set_attribute("error.type", error_type)
             if isinstance(outcome, BaseException):
                 span.record_exception(outcome)
-            span.set_status(self._status_error)
+            self.fail(span, error_type)
         span.end()
         self.requests.add(1, attributes)
         self.duration.record(seconds, attributes)

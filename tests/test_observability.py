@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -356,3 +357,106 @@ def test_configure_from_env_attaches_one_handler_only() -> None:
     finally:
         logger.handlers[:] = before
         logger.setLevel(level)
+
+
+# -- polls, webhooks, and no secret anywhere -------------------------------------------------
+
+
+async def test_polls_log_each_status_and_the_next_wait_at_debug(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from instax_async import BlockchainPoller
+
+    polls = 0
+
+    async def blockchain(request: web.Request) -> web.Response:
+        nonlocal polls
+        polls += 1
+        body = {"status": "pending"} if polls % 2 else {"status": "confirmed", "hash": "0x1"}
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/utils/blockchain-status", blockchain)
+    url = await start_server(app)
+    caplog.set_level(logging.DEBUG, logger="instax_async")
+    async with AsyncSession(base_url=url) as client:
+        await client.wait_for_blockchain_hash("wd_7", interval=0.01)
+        async with BlockchainPoller(client, interval=0.01) as poller:
+            await poller.watch("wd_8")
+    messages = [r.getMessage() for r in caplog.records if "next poll" in r.getMessage()]
+    assert any("tx 'wd_7': pending; next poll in" in m for m in messages), messages
+    assert any("tx 'wd_8': pending; next poll in" in m for m in messages), messages
+    assert any("tx 'wd_7': confirmed; done" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_receiver_logs_each_handled_event_at_info(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from instax_async.integrations.aiohttp import webhook_handler
+    from instax_async.testing import make_webhook
+
+    app = web.Application()
+    app.router.add_post("/hook", webhook_handler("whsec_info", lambda event: None))
+    url = await start_server(app)
+    caplog.set_level(logging.INFO, logger="instax_async")
+    import aiohttp
+
+    body, headers = make_webhook("whsec_info", reference="order-1")
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):  # a delivery and its redelivery
+            async with http.post(f"{url}/hook", data=body, headers=headers) as answer:
+                assert answer.status == 200
+    handled = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert [r.instax_status for r in handled] == [200, 200]  # type: ignore[attr-defined]
+    assert "answered 200 ok" in handled[0].getMessage()
+    assert "answered 200 duplicate" in handled[1].getMessage()
+    assert "(completed)" in handled[0].getMessage()
+
+
+async def test_no_secret_in_any_record_at_debug(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """create, status, poll and webhook — success, retry, refusal and failure — at DEBUG."""
+    from instax_async.integrations.aiohttp import webhook_handler
+    from instax_async.sandbox import Sandbox, SandboxConfig
+    from instax_async.testing import make_webhook
+
+    webhook_secret = "whsec_never_logged_0123456789"
+    caplog.set_level(logging.DEBUG)  # every logger: the SDK's and the libraries'
+    receiver = web.Application()
+    receiver.router.add_post("/hook", webhook_handler(webhook_secret, lambda event: None))
+    hook_url = await start_server(receiver)
+    config = SandboxConfig(
+        webhook_url=f"{hook_url}/hook",
+        webhook_secret=webhook_secret,
+        api_key=API_KEY,
+        confirmation_polls=1,
+    )
+    signatures: list[str] = []
+    async with Sandbox(config) as sandbox:
+        async with AsyncSession(base_url=sandbox.url, api_key=API_KEY, retry=FAST) as client:
+            session = await client.create_session(REQUEST)
+            settled = await sandbox.complete(session.id)
+            await client.session_status(session.id)
+            await client.wait_for_blockchain_hash(settled["withdraw_tx_id"], interval=0.01)
+            with pytest.raises(NotFoundError):
+                await client.session_status("ps_unknown")
+        async with AsyncSession(base_url=sandbox.url, api_key="sk_wrong_key_logged?") as other:
+            with pytest.raises(InstaxError):
+                await other.session_status(session.id)
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            for secret in (webhook_secret, "whsec_wrong"):
+                body, headers = make_webhook(secret, reference="order-9")
+                signatures.append(headers["X-InstaXWH-KEY"])
+                async with http.post(f"{hook_url}/hook", data=body, headers=headers) as answer:
+                    await answer.read()
+        for _ in range(200):  # the sandbox's own webhooks, delivered in the background
+            if all(d["delivered"] for d in sandbox.state.deliveries):
+                break
+            await asyncio.sleep(0.01)
+    text = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert "POST /api/session -> 201" in text and "webhook" in text
+    for secret in (API_KEY, "sk_wrong_key_logged?", webhook_secret, *signatures):
+        assert secret not in text, secret

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from .._telemetry import telemetry
 from ..dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
 from ..errors import ValidationError, WebhookVerificationError
 from ..models import WebhookEvent
@@ -129,8 +130,25 @@ class WebhookReceiver:
         return f"<WebhookReceiver on_event={name} dedupe={self._dedupe!r}>"
 
     async def handle(self, body: bytes | None, signature: str | None) -> Outcome:
-        """Handle one delivery. ``body`` is ``None`` when it was over ``max_body``."""
+        """Handle one delivery. ``body`` is ``None`` when it was over ``max_body``.
+
+        With OpenTelemetry, the delivery is a SERVER span ``instax.webhook.receive`` in which
+        ``on_event`` runs, and counts in ``instax.webhooks.received`` by its answer's code.
+        """
+        tel = telemetry()
+        if tel is None:
+            return await self._handle(body, signature, None)
+        with tel.server_span("instax.webhook.receive") as span:
+            outcome = await self._handle(body, signature, span)
+            span.set_attribute("http.response.status_code", outcome.status)
+            if outcome.status >= 500:
+                tel.fail(span, str(outcome.status))
+        tel.webhooks.add(1, {"http.response.status_code": outcome.status})
+        return outcome
+
+    async def _handle(self, body: bytes | None, signature: str | None, span: Any) -> Outcome:
         if body is None:
+            logger.warning("webhook refused (413): body over %d bytes", self.max_body)
             return Outcome(413, {"error": f"body over {self.max_body} bytes"})
         try:
             event = verify(
@@ -140,6 +158,27 @@ class WebhookReceiver:
             status = _STATUS_FOR_FAILURE.get(exc.reason, 400)
             logger.warning("webhook refused (%s): %s", status, exc)
             return Outcome(status, {"error": str(exc)})
+        if span is not None:
+            span.set_attribute("instax.webhook.id", event.webhook_id)
+            span.set_attribute("instax.webhook.status", str(event.status))
+        outcome = await self._dispatch(event)
+        if outcome.status < 500:
+            logger.info(
+                "webhook %s (%s): answered %d %s",
+                event.webhook_id,
+                event.status,
+                outcome.status,
+                outcome.body.get("status") or outcome.body.get("error", ""),
+                extra={
+                    "instax_webhook_id": event.webhook_id,
+                    "instax_webhook_status": str(event.status),
+                    "instax_status": outcome.status,
+                },
+            )
+        return outcome
+
+    async def _dispatch(self, event: WebhookEvent) -> Outcome:
+        """Deduplicate a verified event and hand it to ``on_event``."""
         key = dedupe_key(event)
         store = self._dedupe
         if store is not None:

@@ -211,3 +211,83 @@ def test_without_the_api_installed_nothing_is_imported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip().splitlines()[-1] == "None []"
+
+
+def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    points: list[Any] = []
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    points.extend(metric.data.data_points)
+    return points
+
+
+async def test_a_webhook_delivery_is_a_server_span_around_on_event(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
+) -> None:
+    from instax_async.integrations.aiohttp import webhook_handler
+    from instax_async.testing import make_webhook
+
+    exporter, reader = otel
+    current: list[Any] = []
+
+    def on_event(event: Any) -> None:
+        current.append(trace.get_current_span().get_span_context().span_id)
+        if event.reference == "order-boom":
+            raise RuntimeError("handler failed")
+
+    app = web.Application()
+    app.router.add_post("/hook", webhook_handler("whsec_t", on_event))
+    url = await start_server(app)
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for secret, reference in (
+            ("whsec_t", "order-1"),
+            ("wrong", "order-2"),
+            ("whsec_t", "order-boom"),
+        ):
+            body, headers = make_webhook(secret, reference=reference)
+            async with http.post(f"{url}/hook", data=body, headers=headers) as answer:
+                await answer.read()
+    spans = by_name(exporter.get_finished_spans(), "instax.webhook.receive")
+    assert len(spans) == 3
+    ok, refused, failed = sorted(spans, key=lambda span: span.start_time or 0)
+    assert ok.kind is SpanKind.SERVER and ok.attributes is not None
+    assert ok.attributes["instax.webhook.status"] == "completed"
+    assert ok.attributes["instax.webhook.id"].startswith("whc_")
+    assert ok.attributes["http.response.status_code"] == 200
+    assert current[0] == ok.context.span_id  # on_event ran inside the span
+    assert refused.attributes is not None and refused.attributes["http.response.status_code"] == 401
+    assert "instax.webhook.id" not in refused.attributes
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes is not None and failed.attributes["error.type"] == "500"
+    codes = {
+        p.attributes["http.response.status_code"]: p.value
+        for p in metric_points(reader, "instax.webhooks.received")
+    }
+    assert codes[200] >= 1 and codes[401] >= 1 and codes[500] >= 1
+
+
+async def test_the_poller_counts_its_watches(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
+) -> None:
+    from instax_async import BlockchainPoller
+
+    _, reader = otel
+
+    def watching() -> int:
+        return sum(p.value for p in metric_points(reader, "instax.poller.watches"))
+
+    before = watching()
+    url = await start_server(api([]))
+    async with AsyncSession(base_url=url) as client:
+        async with BlockchainPoller(client, interval=0.01) as poller:
+            first = poller.watch("wd_1")
+            poller.watch("wd_2")
+            poller.watch("wd_1")  # already watched: one watch
+            assert watching() == before + 2
+            await first
+        assert watching() == before  # finished, and the rest cancelled on close
