@@ -34,7 +34,7 @@ from .errors import (
 )
 from .models import BlockchainStatus, PaymentSession, SessionStatus
 from .payloads import SessionRequest
-from .polling import Clock, PollOptions, check_id, poll
+from .polling import POLL_DEFAULTS, Clock, PollOptions, check_id, poll
 from .retry import (
     RETRYABLE_GET_STATUSES,
     RETRYABLE_POST_STATUSES,
@@ -426,10 +426,10 @@ class AsyncSession:
         self,
         tx_id: str,
         *,
-        interval: float = 2.0,
-        max_interval: float = 30.0,
-        backoff: float = 1.5,
-        timeout: float = 600.0,
+        interval: float = POLL_DEFAULTS.interval,
+        max_interval: float = POLL_DEFAULTS.max_interval,
+        backoff: float = POLL_DEFAULTS.backoff,
+        timeout: float = POLL_DEFAULTS.timeout,
         until: Callable[[BlockchainStatus], bool] | None = None,
     ) -> AsyncGenerator[BlockchainStatus, None]:
         """Poll a payout's blockchain status; yield each status that differs from the last.
@@ -474,10 +474,10 @@ class AsyncSession:
         self,
         tx_id: str,
         *,
-        interval: float = 2.0,
-        max_interval: float = 30.0,
-        backoff: float = 1.5,
-        timeout: float = 600.0,
+        interval: float = POLL_DEFAULTS.interval,
+        max_interval: float = POLL_DEFAULTS.max_interval,
+        backoff: float = POLL_DEFAULTS.backoff,
+        timeout: float = POLL_DEFAULTS.timeout,
         until: Callable[[BlockchainStatus], bool] | None = None,
     ) -> BlockchainStatus:
         """Poll until the payout has a hash (or ``until``), and return that final status.
@@ -546,10 +546,10 @@ class AsyncSession:
         self,
         session_id: str,
         *,
-        interval: float = 2.0,
-        max_interval: float = 30.0,
-        backoff: float = 1.5,
-        timeout: float = 600.0,
+        interval: float = POLL_DEFAULTS.interval,
+        max_interval: float = POLL_DEFAULTS.max_interval,
+        backoff: float = POLL_DEFAULTS.backoff,
+        timeout: float = POLL_DEFAULTS.timeout,
         until: Callable[[SessionStatus], bool] | None = None,
     ) -> AsyncGenerator[SessionStatus, None]:
         """Poll a session's status; yield each one that differs from the last.
@@ -642,10 +642,10 @@ class AsyncSession:
         self,
         session_id: str,
         *,
-        interval: float = 2.0,
-        max_interval: float = 30.0,
-        backoff: float = 1.5,
-        timeout: float = 600.0,
+        interval: float = POLL_DEFAULTS.interval,
+        max_interval: float = POLL_DEFAULTS.max_interval,
+        backoff: float = POLL_DEFAULTS.backoff,
+        timeout: float = POLL_DEFAULTS.timeout,
         until: Callable[[SessionStatus], bool] | None = None,
     ) -> SessionStatus:
         """Poll until the session is ``completed`` or ``failed`` (or ``until``); return it.

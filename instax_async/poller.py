@@ -28,6 +28,7 @@ from .client import AsyncSession
 from .errors import InstaxError, PollTimeoutError, ValidationError
 from .models import BlockchainStatus
 from .polling import (
+    POLL_DEFAULTS,
     Clock,
     PollOptions,
     Sleep,
@@ -160,11 +161,11 @@ class BlockchainPoller:
         session: AsyncSession,
         *,
         concurrency: int = 10,
-        interval: float = 2.0,
-        max_interval: float = 30.0,
-        timeout: float = 600.0,
+        interval: float = POLL_DEFAULTS.interval,
+        max_interval: float = POLL_DEFAULTS.max_interval,
+        timeout: float = POLL_DEFAULTS.timeout,
         rate_limit: float | None = None,
-        backoff: float = 1.5,
+        backoff: float = POLL_DEFAULTS.backoff,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
     ) -> None:

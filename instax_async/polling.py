@@ -41,7 +41,7 @@ from .errors import (
 )
 from .retry import parse_retry_after
 
-__all__ = ["PollOptions", "poll"]
+__all__ = ["POLL_DEFAULTS", "PollOptions", "poll"]
 
 logger = logging.getLogger("instax_async")
 
@@ -138,6 +138,11 @@ class PollOptions:
     ) -> tuple[float, float]:
         """The jittered wait for the ``current`` interval, and the interval after it."""
         return current * (1.0 - JITTER * rand()), min(self.max_interval, current * self.backoff)
+
+
+#: The defaults of every ``poll_…`` / ``wait_for_…`` method and of ``BlockchainPoller``: the
+#: keywords those take are spelled out for their users, with their defaults and checks here.
+POLL_DEFAULTS = PollOptions()
 
 
 # -- what is transient ---------------------------------------------------------------------

@@ -78,7 +78,7 @@ with extra_required("arq", "arq", "redis"):
 from ..client import AsyncSession
 from ..errors import APIStatusError, PollTimeoutError, ValidationError
 from ..models import BlockchainStatus
-from ..polling import PollOptions, _number, check_id
+from ..polling import POLL_DEFAULTS, PollOptions, _number, check_id
 
 __all__ = [
     "JOB_NAME",
@@ -234,9 +234,9 @@ async def enqueue_payout_watch(
     on_failure: str | None = None,
     deadline: float = 3600.0,
     slice_seconds: float = 60.0,
-    interval: float = 2.0,
-    max_interval: float = 30.0,
-    backoff: float = 1.5,
+    interval: float = POLL_DEFAULTS.interval,
+    max_interval: float = POLL_DEFAULTS.max_interval,
+    backoff: float = POLL_DEFAULTS.backoff,
     remember: float = 86_400.0,
     queue_name: str | None = None,
 ) -> Job | None:
