@@ -807,7 +807,7 @@ class AsyncSession:
         request = Request("GET", url, self._get_headers, b"", min(self._timeout, timeout))
         outcome = await self._attempt(request, 0)
         if isinstance(outcome, APIConnectionError):
-            raise outcome
+            _raise_clean(outcome)
         status = outcome.status
         if 200 <= status < 300:
             return outcome
@@ -836,7 +836,7 @@ class AsyncSession:
             )
             if isinstance(outcome, APIConnectionError):
                 if not (idempotent or outcome.connect_failed) or retries >= policy.max_retries:
-                    raise outcome
+                    _raise_clean(outcome)
                 reason = str(outcome)
                 delay = policy.backoff(retries + 1)
             else:
@@ -935,6 +935,19 @@ async def _run_hooks(hooks: list[EventHook], *args: Any) -> None:
         except Exception as exc:
             name = getattr(hook, "__qualname__", type(hook).__name__)
             raise InstaxError(f"event hook {name} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _raise_clean(error: APIConnectionError) -> NoReturn:
+    """Raise a transport's error without a context that ``raise … from cause`` hid.
+
+    Such a context is never shown, but error reporters walk it; on Python 3.10 it can be an
+    exception the HTTP library handled earlier (holding what the cleaned cause left out).
+    """
+    try:
+        raise error
+    finally:
+        if error.__suppress_context__:
+            error.__context__ = None
 
 
 def _check_retry(retry: object, max_retries: object) -> RetryPolicy:
