@@ -52,7 +52,6 @@ import io
 import linecache
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -291,22 +290,15 @@ class Page:
             "INSTAX_PYTHON": sys.executable,
         }
         prelude = 'instax() { "$INSTAX_PYTHON" -m instax_async "$@"; }\n'
-        result = subprocess.run(
-            ["bash", "-eu", "-o", "pipefail", "-c", prelude + script],
-            cwd=self.workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=120,
+        # on the page's loop, so that servers the page started answer the commands
+        status, output = self.loop.run_until_complete(
+            _run_script(prelude + script, self.workdir, env, timeout=120)
         )
-        sys.stdout.write(result.stdout)
-        self.namespace["printed"] = result.stdout
-        if result.returncode != 0:
+        sys.stdout.write(output)
+        self.namespace["printed"] = output
+        if status != 0:
             raise MarkdownError(
-                f"{block.where}: the commands failed with exit status {result.returncode}:\n"
-                + result.stdout
+                f"{block.where}: the commands failed with exit status {status}:\n" + output
             )
 
     def _execute(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
@@ -380,6 +372,32 @@ def _show_python_in_tracebacks(path: Path, page: list[Block]) -> None:
             view[block.line - 1 + offset] = line
     lines = [line + "\n" for line in view]
     linecache.cache[str(path)] = (sum(map(len, lines)), None, lines, str(path))
+
+
+async def _run_script(
+    script: str, cwd: Path, env: Mapping[str, str], *, timeout: float
+) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-eu",
+        "-o",
+        "pipefail",
+        "-c",
+        script,
+        cwd=cwd,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise MarkdownError(f"the commands took longer than {timeout} s") from None
+    assert process.returncode is not None
+    return process.returncode, output.decode("utf-8", "replace")
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
