@@ -34,8 +34,9 @@ What a page writes (the conventions, all visible in the Markdown source):
   ``make``) is not an example at all.
 - ``test_*`` functions an example defines (sync or async, without parameters) are called right
   after it.
-- ``printed`` holds what the last example printed (a command example: its stdout and stderr); ``exit_stack`` is an ``AsyncExitStack``
-  closed on the page's loop when the page ends (register servers and clients on it).
+- ``printed`` holds what the last example printed (a command example: its stdout and stderr);
+  ``exit_stack`` is an ``AsyncExitStack`` closed on the page's loop when the page ends (register
+  servers and clients on it).
 
 A failure names the page and line of the block; tracebacks point into the Markdown file. A
 hidden block that calls ``pytest.skip`` (say, no Redis) skips the rest of the page.

@@ -95,10 +95,11 @@ __all__ = [
 
 logger = logging.getLogger("instax_async.arq")
 
-#: The arq function name of :func:`watch_payout` (register the function under this name).
 JOB_NAME = "watch_payout"
-#: The worker ``ctx`` key where :func:`instax_startup` keeps the shared :class:`AsyncSession`.
+"""The arq function name of :func:`watch_payout` (register the function under this name)."""
 SESSION_KEY = "instax_session"
+"""The worker ``ctx`` key where :func:`instax_startup` keeps the shared :class:`AsyncSession`.
+"""
 
 _PREFIX = "instax:payout:"
 _DONE = "done"

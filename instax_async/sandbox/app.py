@@ -47,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger("instax_async.sandbox")
 
-#: How much of a USD-pegged payout currency one unit of each fiat currency buys, before the fee.
 DEFAULT_RATES: Mapping[str, Decimal] = {
     "USD": Decimal("1"),
     "EUR": Decimal("1.08"),
@@ -56,6 +55,8 @@ DEFAULT_RATES: Mapping[str, Decimal] = {
     "CAD": Decimal("0.73"),
     "DKK": Decimal("0.145"),
 }
+"""How much of a USD-pegged payout currency one unit of each fiat currency buys, before the fee.
+"""
 
 # The wire names SessionRequest itself uses, read back: one naming rule for both sides.
 _WIRE_TO_FIELD = {wire: name for name, wire in _WIRE_FIELDS}

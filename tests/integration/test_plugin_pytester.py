@@ -161,7 +161,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def add_docs_example(pytester: pytest.Pytester) -> None:
-    """The "Testing your integration" file of docs/testing.md, as a user's tests/test_checkout.py."""
+    """The test file of docs/testing.md, as a user's tests/test_checkout.py."""
     (pytester.path / "test_checkout.py").write_text(docs_example())
 
 
