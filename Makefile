@@ -7,7 +7,7 @@ PY310 ?= python3.10
 PY_VERSION = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PY_VENV = .venv-$(PY_VERSION)
 
-.PHONY: demo test test-py test-3.10 lint typecheck pytest dist check-dist bench clean
+.PHONY: demo test test-py test-3.10 lint typecheck pytest docs docs-serve dist check-dist bench clean
 
 # -qq: pip's own notices (and the build backend's) stay out of the demo's output; errors show.
 $(BIN)/python:
@@ -38,6 +38,14 @@ pytest: $(VENV)/.installed-dev
 
 test: lint typecheck pytest
 
+# The documentation site, into site/: strict, so a broken link, anchor or reference fails it.
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# The site on http://127.0.0.1:8000, rebuilt as pages change.
+docs-serve: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
+
 # The suite once more on another Python, without the coverage gate.
 test-py:
 	test -x $(PY_VENV)/bin/python || $(PY) -m venv $(PY_VENV)
@@ -66,4 +74,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .coverage build dist *.egg-info
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .coverage build dist site *.egg-info

@@ -48,13 +48,14 @@ __all__ = [
     "verify",
 ]
 
-#: The header that carries the signature (HTTP header names are case-insensitive).
 SIGNATURE_HEADER = "X-Instaxwh-Key"
-#: Bodies larger than this are refused before any parsing (1 MiB).
+"""The header that carries the signature (HTTP header names are case-insensitive)."""
 DEFAULT_MAX_BODY = 1024 * 1024
-#: With ``max_age``, how far in the future an event's ``createdAt`` may be (the sender's clock
-#: may run ahead of ours): 5 minutes.
+"""Bodies larger than this are refused before any parsing (1 MiB)."""
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""With ``max_age``, how far in the future an event's ``createdAt`` may be (the sender's clock
+may run ahead of ours): 5 minutes.
+"""
 
 _HEX = frozenset("0123456789abcdef")
 

@@ -23,10 +23,20 @@ What a page writes (the conventions, all visible in the Markdown source):
 - A block with top-level ``await`` (or ``async for`` / ``async with``) runs on the page's event
   loop, one loop for the whole page. Any other block runs synchronously with no loop running,
   so ``asyncio.run(main())`` works as shown.
+- A shell block (``sh``, ``bash``, ``shell``, ``console``) in which a line starts with ``instax``
+  is a **command example**: it runs as one ``bash -eu -o pipefail`` script, ``instax`` being
+  ``python -m instax_async`` of this tree, in the page's environment (``INSTAX_BASE_URL`` points
+  at the page's sandbox) and in ``workdir``, a directory of the page's own that hidden code may
+  fill (``body.json``). Before it runs, each key of the page's ``shell_substitutions`` dict (set by
+  hidden code) is replaced by its value: the reader sees ``http://127.0.0.1:8000`` or ``wd_…``,
+  the test a real URL or id. A shell block whose first line is ``# not run: <reason>`` is shown
+  only (say, ``instax sandbox``, which runs until interrupted); one without ``instax`` (``pip``,
+  ``make``) is not an example at all.
 - ``test_*`` functions an example defines (sync or async, without parameters) are called right
   after it.
-- ``printed`` holds what the last example printed; ``exit_stack`` is an ``AsyncExitStack``
-  closed on the page's loop when the page ends (register servers and clients on it).
+- ``printed`` holds what the last example printed (a command example: its stdout and stderr);
+  ``exit_stack`` is an ``AsyncExitStack`` closed on the page's loop when the page ends (register
+  servers and clients on it).
 
 A failure names the page and line of the block; tracebacks point into the Markdown file. A
 hidden block that calls ``pytest.skip`` (say, no Redis) skips the rest of the page.
@@ -41,8 +51,10 @@ import importlib
 import inspect
 import io
 import linecache
+import os
 import re
 import sys
+import tempfile
 import textwrap
 import types
 from collections.abc import Callable, Mapping
@@ -55,11 +67,14 @@ import pytest
 __all__ = ["Block", "MarkdownError", "Page", "blocks", "check_fragment", "defines_tests"]
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
-BlockKind = Literal["example", "fragment", "module", "hidden"]
+SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
+BlockKind = Literal["example", "fragment", "module", "hidden", "shell", "not-run"]
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
 _FRAGMENT = re.compile(r"^#\s*fragment:(?P<reason>.*)$")
 _MODULE = re.compile(r"^#\s*(?P<path>[A-Za-z_][\w/]*)\.py\s*$")
+_NOT_RUN = re.compile(r"^#\s*not run:(?P<reason>.*)$")
+_RUNS_INSTAX = re.compile(r"^\s*instax(\s|$)", re.MULTILINE)
 _HIDDEN_OPEN = re.compile(r"^\s*<!--\s*test\s*$")
 _COMPILE_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
@@ -108,6 +123,18 @@ def _classify(path: Path, line: int, source: str) -> Block:
     return Block("example", source, path, line)
 
 
+def _classify_shell(path: Path, line: int, source: str) -> Block | None:
+    not_run = _NOT_RUN.match(source.split("\n", 1)[0].strip())
+    if not_run:
+        reason = not_run["reason"].strip()
+        if not reason:
+            raise MarkdownError(f"{path.name}:{line}: a shell block not run must say why")
+        return Block("not-run", source, path, line, reason=reason)
+    if _RUNS_INSTAX.search(source):
+        return Block("shell", source, path, line)
+    return None
+
+
 def blocks(path: Path) -> list[Block]:
     """Every Python block of the Markdown file ``path``, hidden ones included, in page order."""
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -123,6 +150,10 @@ def blocks(path: Path) -> list[Block]:
             body = [_strip_indent(text, indent) for text in lines[i + 1 : end]]
             if language in PYTHON_LANGUAGES:
                 found.append(_classify(path, i + 2, "\n".join(body) + "\n"))
+            elif language in SHELL_LANGUAGES:
+                shell = _classify_shell(path, i + 2, "\n".join(body) + "\n")
+                if shell is not None:
+                    found.append(shell)
             i = end + 1
         elif _HIDDEN_OPEN.match(line):
             end = _closing_comment(lines, i, path, lambda text: text.strip() == "-->")
@@ -188,6 +219,7 @@ class Page:
         self.exit_stack = contextlib.AsyncExitStack()
         self.namespace: dict[str, Any] = {}
         self._modules: list[str] = []
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
         _show_python_in_tracebacks(path, self.blocks)
 
     def __enter__(self) -> Page:
@@ -202,6 +234,8 @@ class Page:
             "__name__": f"markdown:{self.path.name}",
             "exit_stack": self.exit_stack,
             "printed": "",
+            "workdir": self.workdir,
+            "shell_substitutions": {},
             **self.fixtures,
         }
         for block in self.blocks:
@@ -217,8 +251,19 @@ class Page:
                     f"{block.where}: {kind} failed: {type(exc).__name__}: {exc}"
                 ) from exc
 
+    @property
+    def workdir(self) -> Path:
+        """The page's own directory, where its command examples run (removed with the page)."""
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="markdown-page-")
+        return Path(self._workdir.name)
+
     def _run(self, block: Block) -> None:
-        if block.kind == "fragment":
+        if block.kind == "not-run":
+            return
+        if block.kind == "shell":
+            self._run_shell(block)
+        elif block.kind == "fragment":
             check_fragment(block)
         elif block.kind == "module":
             self._run_module(block)
@@ -234,6 +279,28 @@ class Page:
             finally:
                 sys.stdout.write(output.getvalue())  # pytest shows it when the test fails
             self.namespace["printed"] = output.getvalue()
+
+    def _run_shell(self, block: Block) -> None:
+        script = block.source
+        for shown, real in self.namespace.get("shell_substitutions", {}).items():
+            script = script.replace(shown, str(real))
+        tree = str(Path(__file__).resolve().parents[1])
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [tree, os.environ.get("PYTHONPATH")])),
+            "INSTAX_PYTHON": sys.executable,
+        }
+        prelude = 'instax() { "$INSTAX_PYTHON" -m instax_async "$@"; }\n'
+        # on the page's loop, so that servers the page started answer the commands
+        status, output = self.loop.run_until_complete(
+            _run_script(prelude + script, self.workdir, env, timeout=120)
+        )
+        sys.stdout.write(output)
+        self.namespace["printed"] = output
+        if status != 0:
+            raise MarkdownError(
+                f"{block.where}: the commands failed with exit status {status}:\n" + output
+            )
 
     def _execute(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
         if code.co_flags & inspect.CO_COROUTINE:
@@ -283,6 +350,9 @@ class Page:
             for name in reversed(self._modules):
                 sys.modules.pop(name, None)
             self._modules.clear()
+            if self._workdir is not None:
+                self._workdir.cleanup()
+                self._workdir = None
             _close_loop(self.loop)
 
 
@@ -297,10 +367,38 @@ def _show_python_in_tracebacks(path: Path, page: list[Block]) -> None:
     text = path.read_text(encoding="utf-8").split("\n")
     view = [""] * len(text)
     for block in page:
+        if block.kind in ("shell", "not-run"):
+            continue
         for offset, line in enumerate(block.source.split("\n")[:-1]):
             view[block.line - 1 + offset] = line
     lines = [line + "\n" for line in view]
     linecache.cache[str(path)] = (sum(map(len, lines)), None, lines, str(path))
+
+
+async def _run_script(
+    script: str, cwd: Path, env: Mapping[str, str], *, timeout: float
+) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-eu",
+        "-o",
+        "pipefail",
+        "-c",
+        script,
+        cwd=cwd,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise MarkdownError(f"the commands took longer than {timeout} s") from None
+    assert process.returncode is not None
+    return process.returncode, output.decode("utf-8", "replace")
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -327,3 +327,54 @@ async def test_a_recorder_records_calls_awaited_or_not() -> None:
     assert "order-2" in repr(orders)
     with pytest.raises(AttributeError):
         orders._private  # noqa: B018
+
+
+def test_a_command_example_runs_with_instax_in_the_workdir_and_substitutions(
+    tmp_path: Path,
+) -> None:
+    text = f"""\
+    <!-- test
+    (workdir / "body.json").write_text('{{"a": 1}}\\n')
+    shell_substitutions["KEY"] = "real-key"
+    -->
+
+    {F}sh
+    instax --version
+    cat body.json
+    echo KEY
+    {F}
+
+    <!-- test
+    version, body, key = printed.splitlines()
+    assert version.startswith("instax (instax-async) ") and body == '{{"a": 1}}', printed
+    assert key == "real-key"
+    -->
+
+    {F}sh
+    # not run: it would never end
+    instax sandbox
+    {F}
+
+    {F}sh
+    pip install instax-async
+    {F}
+    """
+    path = page(tmp_path, text)
+    assert [b.kind for b in blocks(path)] == ["hidden", "shell", "hidden", "not-run"]
+    assert blocks(path)[3].reason == "it would never end"
+    with Page(path) as running:
+        workdir = running.workdir
+        running.run()
+        assert workdir.is_dir()
+    assert not workdir.exists()  # removed with the page
+
+
+def test_a_failing_command_example_names_its_block_and_shows_the_output(tmp_path: Path) -> None:
+    path = page(tmp_path, f"{F}sh\ninstax session status\n{F}\n")
+    with pytest.raises(MarkdownError, match=r"page.md:2: the commands failed with exit status 2"):
+        run(tmp_path, path.read_text())
+
+
+def test_a_shell_block_not_run_must_say_why(tmp_path: Path) -> None:
+    with pytest.raises(MarkdownError, match=r"page\.md:2: a shell block not run must say why"):
+        blocks(page(tmp_path, f"{F}sh\n# not run:\ninstax sandbox\n{F}\n"))

@@ -95,10 +95,11 @@ __all__ = [
 
 logger = logging.getLogger("instax_async.arq")
 
-#: The arq function name of :func:`watch_payout` (register the function under this name).
 JOB_NAME = "watch_payout"
-#: The worker ``ctx`` key where :func:`instax_startup` keeps the shared :class:`AsyncSession`.
+"""The arq function name of :func:`watch_payout` (register the function under this name)."""
 SESSION_KEY = "instax_session"
+"""The worker ``ctx`` key where :func:`instax_startup` keeps the shared :class:`AsyncSession`.
+"""
 
 _PREFIX = "instax:payout:"
 _DONE = "done"
@@ -252,9 +253,11 @@ async def enqueue_payout_watch(
     :param deadline: seconds from now the whole watch may take, across slices and restarts.
     :param slice_seconds: the longest one job polls before handing over to the next slice;
         keep it well below the worker's ``job_timeout``.
-    :param interval, max_interval, backoff: the poll pace within a slice (see
+    :param interval: the first wait between polls within a slice (see
         :mod:`instax_async.polling`); each slice starts again at ``interval``, and the next
         slice starts ``interval`` seconds after one ends.
+    :param max_interval: the longest wait between polls within a slice.
+    :param backoff: the factor each wait grows by, up to ``max_interval``.
     :param remember: seconds an ended watch is remembered, during which enqueueing the same tx
         again does nothing.
     :param queue_name: the arq queue (default: the pool's).

@@ -47,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger("instax_async.sandbox")
 
-#: How much of a USD-pegged payout currency one unit of each fiat currency buys, before the fee.
 DEFAULT_RATES: Mapping[str, Decimal] = {
     "USD": Decimal("1"),
     "EUR": Decimal("1.08"),
@@ -56,6 +55,8 @@ DEFAULT_RATES: Mapping[str, Decimal] = {
     "CAD": Decimal("0.73"),
     "DKK": Decimal("0.145"),
 }
+"""How much of a USD-pegged payout currency one unit of each fiat currency buys, before the fee.
+"""
 
 # The wire names SessionRequest itself uses, read back: one naming rule for both sides.
 _WIRE_TO_FIELD = {wire: name for name, wire in _WIRE_FIELDS}
@@ -147,19 +148,19 @@ def _optional_url(_instance: object, attribute: attrs.Attribute[str | None], val
 class SandboxConfig:
     """How the sandbox behaves. Change one with ``attrs.evolve``.
 
-    :param webhook_url: where completed and failed payments are announced (``None``: nowhere).
-    :param webhook_secret: signs webhooks (``X-Instaxwh-Key``); never shown in reprs.
-    :param api_key: the key ``GET /api/session/{id}/status`` requires; ``None`` accepts any
+    :ivar webhook_url: where completed and failed payments are announced (``None``: nowhere).
+    :ivar webhook_secret: signs webhooks (``X-Instaxwh-Key``); never shown in reprs.
+    :ivar api_key: the key ``GET /api/session/{id}/status`` requires; ``None`` accepts any
         non-empty ``x-api-key``.
-    :param rates: units of the payout currency per unit of each fiat currency, before ``fee``
+    :ivar rates: units of the payout currency per unit of each fiat currency, before ``fee``
         (each a positive ``Decimal``, ``int``, numeric ``str`` or ``float``).
-    :param fee: the fraction the sandbox keeps, from 0 to below 1.
-    :param confirmation_polls: blockchain-status answers that say ``pending`` after a payout
+    :ivar fee: the fraction the sandbox keeps, from 0 to below 1.
+    :ivar confirmation_polls: blockchain-status answers that say ``pending`` after a payout
         before the hash appears; ``confirmation_delay``: seconds that must pass as well.
-    :param error_rate: fraction of API requests answered 500; ``rate_limit_rate``: fraction
+    :ivar error_rate: fraction of API requests answered 500; ``rate_limit_rate``: fraction
         answered 429 with ``Retry-After: retry_after``; ``latency``: seconds added to each.
         Fault injection leaves the checkout page and ``/sandbox/`` helpers alone.
-    :param webhook_attempts: deliveries tried per webhook until one gets a 2xx, waiting
+    :ivar webhook_attempts: deliveries tried per webhook until one gets a 2xx, waiting
         ``webhook_backoff * 2**n`` seconds between them.
     """
 

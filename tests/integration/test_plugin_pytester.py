@@ -16,15 +16,15 @@ import pytest_asyncio
 
 from tests.markdown_blocks import blocks
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TESTING_PAGE = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
 
-def readme_example() -> str:
-    """The README's complete test file ("Testing your integration"), exactly as shown."""
-    for block in blocks(README):
+def docs_example() -> str:
+    """The complete test file of docs/testing.md ("Testing your integration"), exactly as shown."""
+    for block in blocks(TESTING_PAGE):
         if block.kind == "fragment" and "import pytest_asyncio" in block.source:
             return block.source
-    raise AssertionError("README.md shows no test file for the pytest plugin")
+    raise AssertionError("docs/testing.md shows no test file for the pytest plugin")
 
 
 NO_TASK_LEFT_BEHIND = """
@@ -160,15 +160,15 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(*options, *args)
 
 
-def add_readme_example(pytester: pytest.Pytester) -> None:
-    """The README's "Testing your integration" file, as a user's tests/test_checkout.py."""
-    (pytester.path / "test_checkout.py").write_text(readme_example())
+def add_docs_example(pytester: pytest.Pytester) -> None:
+    """The test file of docs/testing.md, as a user's tests/test_checkout.py."""
+    (pytester.path / "test_checkout.py").write_text(docs_example())
 
 
-def test_strict_mode_the_fixtures_and_the_readme_example(project: pytest.Pytester) -> None:
+def test_strict_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
     project.makeini(ini("strict"))
     project.makepyfile(test_strict=STRICT_TESTS)
-    add_readme_example(project)
+    add_docs_example(project)
     result = run(project, "-rfE")
     result.assert_outcomes(passed=3 + 3, failed=1, errors=2, warnings=0)
     result.stdout.fnmatch_lines_random(
@@ -185,10 +185,10 @@ def test_strict_mode_the_fixtures_and_the_readme_example(project: pytest.Pyteste
     result.stdout.no_fnmatch_line("*never reached*")
 
 
-def test_auto_mode_the_fixtures_and_the_readme_example(project: pytest.Pytester) -> None:
+def test_auto_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
     project.makeini(ini("auto"))
     project.makepyfile(test_auto=AUTO_TESTS)
-    add_readme_example(project)
+    add_docs_example(project)
     run(project).assert_outcomes(passed=2 + 3, warnings=0)
 
 

@@ -1,7 +1,8 @@
-"""README.md's code is code: every Python block runs against the sandbox, or says why not.
+"""The documentation's code is code: every example of README.md and docs/ runs, or says why not.
 
-The conventions a page follows are in :mod:`tests.markdown_blocks`; the names its examples
-leave open come from :mod:`tests.doc_fixtures` and from the page's hidden code.
+Each page runs in order, in a namespace of its own, against a sandbox of its own. The conventions
+a page follows are in :mod:`tests.markdown_blocks`; the names its examples leave open come from
+:mod:`tests.doc_fixtures` and from the page's hidden code.
 """
 
 from __future__ import annotations
@@ -18,29 +19,63 @@ from tests.doc_fixtures import BackgroundSandbox, page_fixtures
 from tests.integration.redis_fixtures import redis_url
 from tests.markdown_blocks import Page, blocks, defines_tests
 
-__all__ = ["redis_url"]  # a fixture the README's Redis section asks for
+__all__ = ["redis_url"]  # a fixture the Redis section asks for
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("**/*.md"))]
+PAGE_IDS = [str(page.relative_to(ROOT)) for page in PAGES]
 
 # arq 0.28 closes its pool with redis-py's deprecated close(); not this SDK's to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
 
 
-def test_every_python_block_of_the_readme_runs(request: pytest.FixtureRequest) -> None:
+def test_every_guide_is_a_page() -> None:
+    assert {page.name for page in PAGES} >= {
+        "README.md",
+        "index.md",
+        "getting-started.md",
+        "sessions.md",
+        "webhooks.md",
+        "payouts.md",
+        "sandbox.md",
+        "testing.md",
+        "production.md",
+        "errors.md",
+        "reference.md",
+        "changelog.md",
+    }
+
+
+@pytest.mark.parametrize("path", PAGES, ids=PAGE_IDS)
+def test_every_example_of_the_page_runs(path: Path, request: pytest.FixtureRequest) -> None:
     config = SandboxConfig(confirmation_polls=0)  # payouts are on chain at the first poll
-    with BackgroundSandbox(config) as sandbox, Page(README) as page:
+    with BackgroundSandbox(config) as sandbox, Page(path) as page:
         page.fixtures.update(page_fixtures(page, sandbox, request))
         page.run()
 
 
+def _test_examples(path: Path) -> list[str]:
+    return [b.source for b in blocks(path) if b.kind == "example" and defines_tests(b)]
+
+
+TEST_EXAMPLE_PAGES = [page for page in PAGES if _test_examples(page)]
+
+
+def test_the_docs_show_how_to_test_with_the_sandbox() -> None:
+    assert TEST_EXAMPLE_PAGES
+
+
 @pytest.mark.parametrize("mode", ["strict", "auto"])
-def test_the_readme_test_examples_pass_under_pytest(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    "path", TEST_EXAMPLE_PAGES, ids=[str(p.relative_to(ROOT)) for p in TEST_EXAMPLE_PAGES]
+)
+def test_the_test_examples_pass_under_pytest(tmp_path: Path, path: Path, mode: str) -> None:
     """An example written as a pytest test passes as the reader pastes it, in either mode."""
-    examples = [b for b in blocks(README) if b.kind == "example" and defines_tests(b)]
-    assert examples, "the README shows how to test with the sandbox"
-    for number, block in enumerate(examples):
-        (tmp_path / f"test_example_{number}.py").write_text(block.source, encoding="utf-8")
+    examples = _test_examples(path)
+    for number, source in enumerate(examples):
+        (tmp_path / f"test_example_{number}.py").write_text(source, encoding="utf-8")
     (tmp_path / "pytest.ini").write_text(
         f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
         "filterwarnings =\n"
