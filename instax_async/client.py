@@ -487,7 +487,7 @@ class AsyncSession:
         those of :meth:`poll_blockchain_status`.
 
         >>> status = await client.wait_for_blockchain_hash(tx_id, timeout=300)  # doctest: +SKIP
-        >>> if status.hash is None: ...  # the payout failed: status.status says how
+        >>> if status.hash is None: ...  # the payout failed: see status.status  # doctest: +SKIP
         """
         return await _last(
             self.poll_blockchain_status(

@@ -18,9 +18,6 @@ import instax_async
 # __main__ runs the command line when imported
 NOT_IMPORTED = {"instax_async.__main__"}
 
-# The second line of this docstring uses a name only its skipped first line defines.
-NEEDS_SKIP = {"instax_async.client.AsyncSession.wait_for_blockchain_hash"}
-
 
 def _modules() -> list[ModuleType]:
     names = [instax_async.__name__] + [
@@ -51,16 +48,7 @@ def test_the_package_has_docstring_examples() -> None:
 
 @pytest.mark.parametrize(
     "test",
-    [
-        pytest.param(
-            test,
-            id=test.name,
-            marks=[pytest.mark.xfail(strict=True, reason="its second line needs +SKIP too")]
-            if test.name in NEEDS_SKIP
-            else [],
-        )
-        for test in DOCTESTS
-    ],
+    [pytest.param(test, id=test.name) for test in DOCTESTS],
 )
 def test_docstring_examples_run(test: doctest.DocTest) -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS, verbose=False)
