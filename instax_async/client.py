@@ -39,7 +39,7 @@ from .retry import (
     RetryPolicy,
     parse_retry_after,
 )
-from .serialization import converter, loads
+from .serialization import get_converter, loads
 from .transports.base import Request, Response, Transport, scrub_exception, secret_values
 
 if TYPE_CHECKING:
@@ -519,7 +519,7 @@ class AsyncSession:
     def _session_status_from(self, response: Response) -> SessionStatus:
         data = self._json_object(response)
         try:
-            return converter.structure(data, SessionStatus)
+            return get_converter().structure(data, SessionStatus)
         except Exception as exc:  # cattrs wraps what it finds in its own exception groups
             raise APIStatusError(
                 f"InstaXchange answered with a session status that does not parse: "
