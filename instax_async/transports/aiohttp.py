@@ -184,12 +184,11 @@ class AiohttpTransport:
             assert session is not None
             _check_shared(session, loop)
             return session
-        if session is not None and self._loop is loop and not session.closed:
-            return session
         # First use, or the session of a loop that has ended (its guard closed it) or that
-        # cannot run now: start afresh in this loop. Dropping the old guard is enough: if its
-        # loop is still open, asyncio's finalizer for async generators closes the old session
-        # there, the next time that loop runs.
+        # cannot run now (``send`` uses a session of the running loop without coming here):
+        # start afresh in this loop. Dropping the old guard is enough: if its loop is still
+        # open, asyncio's finalizer for async generators closes the old session there, the
+        # next time that loop runs.
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
         # trust_env is handled here, once per origin (see _route): aiohttp's own would look the
         # environment up in a thread on every request, and would proxy loopback too
