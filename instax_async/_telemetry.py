@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,14 +40,33 @@ class Telemetry:
     """The tracer, the meter and the SDK's instruments, resolved once."""
 
     def __init__(self) -> None:
-        from opentelemetry import metrics, propagate, trace
+        from opentelemetry import context, metrics, propagate, trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         self._trace = trace
         self._propagate = propagate
+        self._context = context
         self._kind_client = SpanKind.CLIENT
         self._kind_server = SpanKind.SERVER
         self._status_error = Status(StatusCode.ERROR)
+        # Whether idle() can ever be True: the API's globals for the providers are where this
+        # version keeps them (else every request takes the full path), no provider is set yet,
+        # and the propagators are the default ones (``tracecontext`` and ``baggage``, which
+        # inject nothing from an empty context). The environment variables that name a
+        # provider are read by the API on the first get_*_provider() call: that is this one.
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        self._metrics_globals = metrics_internal
+        tracer_provider = trace.get_tracer_provider()
+        metrics.get_meter_provider()  # loads one named by the environment, if any
+        propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage")
+        self._idle_possible = (
+            getattr(trace, "_TRACER_PROVIDER", False) is None
+            and getattr(metrics_internal, "_METER_PROVIDER", False) is None
+            and isinstance(tracer_provider, trace.ProxyTracerProvider)
+            and propagators.replace(" ", "") == "tracecontext,baggage"
+        )
+        self._default_textmap = propagate.get_global_textmap()
         self.tracer = trace.get_tracer(_SCOPE, __version__)
         meter = metrics.get_meter(_SCOPE, __version__)
         self.requests = meter.create_counter(
@@ -66,6 +86,26 @@ class Telemetry:
             "instax.webhooks.received",
             unit="{delivery}",
             description="Webhook deliveries answered, by outcome code",
+        )
+
+    def idle(self) -> bool:
+        """Whether a request made now would record nothing and propagate nothing.
+
+        True while no tracer or meter provider is configured (the API's own no-op ones are in
+        place), the propagators are the default ones, and the current context is empty (no
+        span, no baggage, nothing another library put there): spans would be non-recording,
+        metrics no-ops, and ``inject`` would add no header. A provider set later, anything in
+        the current context, or another global propagator makes it False again.
+        """
+        return (
+            self._idle_possible
+            # the globals the API's get_tracer_provider() / get_meter_provider() read: None
+            # until a provider is set (reading them spares two environment look-ups)
+            and self._trace._TRACER_PROVIDER is None
+            and self._metrics_globals._METER_PROVIDER is None
+            and self._propagate.get_global_textmap() is self._default_textmap
+            # an empty context holds no span and no baggage: nothing to inject
+            and not self._context.get_current()
         )
 
     # -- spans -------------------------------------------------------------------------------

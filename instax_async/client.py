@@ -17,8 +17,6 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
-import attrs
-
 from ._compat import timeout as timeout_scope
 from ._telemetry import telemetry
 from ._version import __version__
@@ -41,7 +39,7 @@ from .retry import (
     RetryPolicy,
     parse_retry_after,
 )
-from .serialization import converter, loads
+from .serialization import get_converter, loads
 from .transports.base import Request, Response, Transport, scrub_exception, secret_values
 
 if TYPE_CHECKING:
@@ -334,6 +332,15 @@ class AsyncSession:
         """True when an api key is configured (the key itself is never exposed)."""
         return self._api_key is not None
 
+    def _active_telemetry(self) -> Telemetry | None:
+        """The instruments, or ``None`` when telemetry would record and propagate nothing now
+        (``opentelemetry-api`` absent, or present with no SDK configured: see
+        :meth:`Telemetry.idle`), so that such requests skip every span and metric call."""
+        tel = self._telemetry
+        if tel is None or tel.idle():
+            return None
+        return tel
+
     def _ensure_open(self) -> None:
         if self._closed or self._shared.closed:
             raise InstaxError(
@@ -355,7 +362,7 @@ class AsyncSession:
                 f"got {type(request).__name__}",
                 field="request",
             )
-        tel = self._telemetry
+        tel = self._active_telemetry()
         if tel is None:
             return await self._create_session(request)
         direction = {"instax.amount_direction": str(request.amount_direction)}
@@ -410,7 +417,7 @@ class AsyncSession:
         ('0x5c50…', 'completed')
         """
         tx_id = check_id(tx_id, "tx_id")
-        tel = self._telemetry
+        tel = self._active_telemetry()
         if tel is None:
             response = await self._send("GET", self._blockchain_url(tx_id), idempotent=True)
             return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
@@ -512,7 +519,7 @@ class AsyncSession:
     def _session_status_from(self, response: Response) -> SessionStatus:
         data = self._json_object(response)
         try:
-            return converter.structure(data, SessionStatus)
+            return get_converter().structure(data, SessionStatus)
         except Exception as exc:  # cattrs wraps what it finds in its own exception groups
             raise APIStatusError(
                 f"InstaXchange answered with a session status that does not parse: "
@@ -533,7 +540,7 @@ class AsyncSession:
         (<SessionStatusValue.COMPLETED: 'completed'>, Decimal('49.12'))
         """
         url = self._session_status_url(check_id(session_id, "session_id"))
-        tel = self._telemetry
+        tel = self._active_telemetry()
         if tel is None:
             return self._session_status_from(await self._send("GET", url, idempotent=True))
         with tel.call("instax.session_status", {"instax.session.id": session_id}):
@@ -584,7 +591,7 @@ class AsyncSession:
         subject: str,
         attributes: Mapping[str, str],
     ) -> AsyncGenerator[T, None]:
-        tel = self._telemetry
+        tel = self._active_telemetry()
         if tel is None:
             return poll(
                 fetch,
@@ -705,7 +712,6 @@ class AsyncSession:
         return cls(message, status=status, body=response.content, headers=response.headers)
 
     async def _send_once(self, request: Request) -> Response:
-        error: APIConnectionError
         try:
             if self._transport_times_out:
                 return await self._transport.send(request)
@@ -713,19 +719,11 @@ class AsyncSession:
                 return await self._transport.send(request)
         except InstaxError:
             raise
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            cause = scrub_exception(exc, secret_values(request.headers))
-            error = APITimeoutError(
-                f"{request.method} {request.url} timed out after {request.timeout:g} s"
-            )
         except Exception as exc:
-            cause = scrub_exception(exc, secret_values(request.headers))
-            error = APIConnectionError(
-                f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
-            )
+            error = _transport_error(request, exc)
         # outside the except blocks, so that the transport's exception (which may hold the
         # request headers) does not ride along as __context__
-        raise error from cause
+        raise error
 
     async def _send_limited(self, request: Request) -> Response:
         semaphore = self._shared.limiter()
@@ -744,11 +742,14 @@ class AsyncSession:
     async def _attempt(self, request: Request, resend_count: int) -> Response | APIConnectionError:
         """One attempt. A request that did not complete is returned, not raised, so that only
         a retry decision raises it; anything else (a hook that failed) aborts the call."""
-        tel = self._telemetry
+        tel = self._active_telemetry()
         span = None
         if tel is not None:
             span = tel.start_attempt(request.method, request.url, resend_count)
-            request = attrs.evolve(request, headers=tel.inject(span, request.headers))
+            headers = tel.inject(span, request.headers)
+            request = Request(
+                request.method, request.url, headers, request.content, request.timeout
+            )
         hooks = self._event_hooks
         started = time.perf_counter()
         outcome: Response | APIConnectionError
@@ -756,9 +757,18 @@ class AsyncSession:
             if hooks["request"]:
                 await _run_hooks(hooks["request"], request)
             try:
-                outcome = await self._send_limited(request)
+                if self._transport_times_out and self._shared.max_concurrency is None:
+                    # the common case, without the two frames of _send_limited / _send_once
+                    outcome = await self._transport.send(request)
+                else:
+                    outcome = await self._send_limited(request)
             except APIConnectionError as exc:
                 outcome = exc
+            except InstaxError:
+                raise
+            except Exception as exc:  # from the direct call only: _send_once maps its own
+                # not raised: a later ``raise`` outside any except block leaves no __context__
+                outcome = _transport_error(request, exc)
             if hooks["response"] and isinstance(outcome, Response):
                 await _run_hooks(hooks["response"], request, outcome)
         except Exception as exc:
@@ -780,8 +790,7 @@ class AsyncSession:
         span: Span | None,
     ) -> None:
         """The attempt's DEBUG record, metrics and span end."""
-        tel = self._telemetry
-        if tel is None and not logger.isEnabledFor(logging.DEBUG):
+        if span is None and not logger.isEnabledFor(logging.DEBUG):
             return
         seconds = time.perf_counter() - started
         if isinstance(outcome, Response):
@@ -791,6 +800,7 @@ class AsyncSession:
         else:
             status = request_id = None
             error_type = type(outcome).__qualname__
+        tel = self._telemetry
         if tel is not None and span is not None:
             tel.end_attempt(span, request.method, seconds, status, error_type, outcome)
         if logger.isEnabledFor(logging.DEBUG):
@@ -892,6 +902,23 @@ class _Shared:
         return self._semaphore
 
 
+def _transport_error(request: Request, exc: Exception) -> APIConnectionError:
+    """The SDK's error for an exception a transport raised, chained to a scrubbed copy of it
+    (the original may hold the request headers)."""
+    cause = scrub_exception(exc, secret_values(request.headers))
+    error: APIConnectionError
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        error = APITimeoutError(
+            f"{request.method} {request.url} timed out after {request.timeout:g} s"
+        )
+    else:
+        error = APIConnectionError(
+            f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+        )
+    error.__cause__ = cause
+    return error
+
+
 def _check_event_hooks(hooks: object) -> dict[str, list[EventHook]]:
     if hooks is None:
         return {"request": [], "response": []}
@@ -928,7 +955,7 @@ async def _run_hooks(hooks: list[EventHook], *args: Any) -> None:
     for hook in list(hooks):  # a hook may change the list it is in
         try:
             result = hook(*args)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except InstaxError:
             raise

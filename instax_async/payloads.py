@@ -502,8 +502,10 @@ class SessionRequest:
                 continue
             if isinstance(value, Decimal):
                 parts.append(key + encode_decimal(value))
-            else:  # every other field is a str (or a str enum)
-                parts.append(key + encode_str(str(value)))
+            else:
+                # every other field is a str or a str enum, whose str content is its value:
+                # the C encoder reads that directly, without calling the enum's __str__
+                parts.append(key + encode_str(value))
         return ("{" + ",".join(parts) + "}").encode("utf-8")
 
     def to_payload(self) -> dict[str, Any]:

@@ -81,10 +81,12 @@ def _check_callable(name: str, value: object) -> None:
 class _Watch:
     """One watched payout: its schedule, last status and waiters. Slots keep 10,000 small."""
 
-    __slots__ = ("active", "deadline", "expiring", "interval", "last", "tx_id", "waiters")
+    __slots__ = ("active", "age", "deadline", "expiring", "interval", "last", "tx_id", "waiters")
 
-    def __init__(self, tx_id: str, deadline: float, interval: float) -> None:
+    def __init__(self, tx_id: str, deadline: float, interval: float, age: int) -> None:
         self.tx_id = tx_id
+        # the order of watch() calls: among due watches the oldest is polled first
+        self.age = age
         self.deadline = deadline
         self.interval = interval
         self.last: BlockchainStatus | None = None
@@ -188,8 +190,13 @@ class BlockchainPoller:
         self._clock: Clock = clock or _no_clock
         self._state = _NEW
         self._watches: dict[str, _Watch] = {}
+        # Watches wait in ``_heap`` by due time; once due they move to ``_due``, ordered by age,
+        # so a watch that has had its first poll is polled again before younger watches have
+        # had theirs: answers come in the order watches were made, not all at the end.
         self._heap: list[tuple[float, int, _Watch]] = []
+        self._due: list[tuple[int, _Watch]] = []
         self._order = itertools.count()
+        self._ages = itertools.count()
         self._streams: weakref.WeakSet[_StatusUpdates] = weakref.WeakSet()
         self._next_send = self._last_send = -math.inf
         self._wakeup: asyncio.Future[None] | None = None
@@ -248,6 +255,7 @@ class BlockchainPoller:
         if self._telemetry is not None and watches:
             self._telemetry.watches.add(-len(watches))
         self._heap.clear()
+        self._due.clear()
         for watch in watches:
             watch.active = False
             for waiter in watch.waiters:
@@ -307,7 +315,12 @@ class BlockchainPoller:
         self._ensure_open()
         watch = self._watches.get(tx_id)
         if watch is None:
-            watch = _Watch(tx_id, self._clock() + self._options.timeout, self._options.interval)
+            watch = _Watch(
+                tx_id,
+                self._clock() + self._options.timeout,
+                self._options.interval,
+                next(self._ages),
+            )
             self._watches[tx_id] = watch
             if self._telemetry is not None:
                 self._telemetry.watches.add(1)
@@ -386,8 +399,10 @@ class BlockchainPoller:
 
     async def _dispatch(self) -> None:
         while True:
-            watch = await self._next_due()
+            # a free slot first, then the choice: made as late as it can be, the choice sees
+            # every watch that became due meanwhile
             await self._slots.acquire()
+            watch = await self._next_due()
             if self._idle_workers:
                 self._idle_workers -= 1
             else:
@@ -397,23 +412,22 @@ class BlockchainPoller:
             self._ready.put_nowait(watch)
 
     async def _next_due(self) -> _Watch:
-        heap = self._heap
+        heap, due_now = self._heap, self._due
         while True:
-            if not heap:
-                await self._idle(math.inf)
-                continue
-            due, _, watch = heap[0]
-            if not watch.active:
-                heapq.heappop(heap)
-                continue
-            if due > self._clock():
-                await self._idle(due)
-                continue
-            heapq.heappop(heap)
-            if watch.expiring:
-                self._expire(watch)
-                continue
-            return watch
+            now = self._clock()
+            while heap and heap[0][0] <= now:
+                _, _, watch = heapq.heappop(heap)
+                if not watch.active:
+                    continue
+                if watch.expiring:
+                    self._expire(watch)
+                    continue
+                heapq.heappush(due_now, (watch.age, watch))
+            while due_now:
+                _, watch = heapq.heappop(due_now)
+                if watch.active:
+                    return watch
+            await self._idle(heap[0][0] if heap else math.inf)
 
     async def _idle(self, until: float) -> None:
         """Wait until clock time ``until``, or until a watch due earlier is scheduled."""

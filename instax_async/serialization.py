@@ -15,24 +15,27 @@ when the JSON was parsed with ``parse_float=Decimal``; timezone-aware ``datetime
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, override
 
 from .jsjson import MAX_JSON_DEPTH, _too_deep
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "OpenStrEnum",
-    "converter",
+    "converter",  # noqa: F822 - made on first access, see __getattr__
     "dumps",
+    "get_converter",
     "encode_decimal",
     "encode_str",
     "loads",
@@ -152,6 +155,8 @@ def _optional_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any
 
 
 def _make_attrs_hook(conv: cattrs.Converter) -> Callable[[type[Any]], Callable[[Any, Any], Any]]:
+    from cattrs.gen import make_dict_structure_fn, override
+
     def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
         overrides: dict[str, Any] = {}
         has_raw = False
@@ -179,6 +184,8 @@ def _make_attrs_hook(conv: cattrs.Converter) -> Callable[[type[Any]], Callable[[
 
 
 def _build_converter() -> cattrs.Converter:
+    import cattrs
+
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(Decimal, _structure_decimal)
     conv.register_structure_hook(datetime, _structure_datetime)
@@ -194,8 +201,21 @@ def _build_converter() -> cattrs.Converter:
     return conv
 
 
-#: The package's one converter: models are structured from wire mappings with it.
-converter = _build_converter()
+@functools.cache
+def get_converter() -> cattrs.Converter:
+    """The package's one converter: models are structured from wire mappings with it.
+
+    Built on first use, so that importing the package does not import cattrs (most of the
+    import time it would add); ``serialization.converter`` is the same object.
+    """
+    return _build_converter()
+
+
+def __getattr__(name: str) -> Any:
+    # ``converter``, made on first access (PEP 562)
+    if name == "converter":
+        return get_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode

@@ -29,12 +29,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-import cattrs
-
 from . import jsjson
 from .errors import ValidationError, WebhookVerificationError
 from .models import WebhookEvent
-from .serialization import MAX_JSON_DEPTH, converter, dumps
+from .serialization import MAX_JSON_DEPTH, dumps, get_converter
 from .serialization import loads as loads_exact
 
 __all__ = [
@@ -334,6 +332,9 @@ def parse(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
 def _structure(data: Any) -> WebhookEvent:
     if not isinstance(data, Mapping):
         raise ValidationError("body: the webhook must be a JSON object", field="body")
+    converter = get_converter()  # imports cattrs
+    import cattrs
+
     try:
         return converter.structure(data, WebhookEvent)
     except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as exc:
@@ -344,6 +345,8 @@ def _structure(data: Any) -> WebhookEvent:
 
 
 def _describe(exc: BaseException) -> list[str]:
+    import cattrs  # loaded already: the converter raised it
+
     if isinstance(exc, cattrs.BaseValidationError):
         return cattrs.transform_error(exc)
     return []

@@ -149,6 +149,21 @@ def test_importing_the_package_or_the_pytest_plugin_loads_nothing_heavy() -> Non
     assert result.stdout.strip() == "[]"
 
 
+def test_the_client_and_a_request_load_no_cattrs_until_a_model_is_structured() -> None:
+    code = (
+        "import sys\n"
+        "from instax_async import AsyncSession, SessionRequest\n"
+        "import instax_async.webhooks\n"
+        "print('cattrs' in sys.modules, 'opentelemetry' in sys.modules)\n"
+        "from instax_async.serialization import converter, get_converter\n"
+        "print('cattrs' in sys.modules, converter is get_converter())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["False", "False", "True", "True"]
+
+
 def test_the_testing_package_resolves_its_names_lazily() -> None:
     import instax_async.testing as testing
 

@@ -1193,3 +1193,22 @@ async def test_an_answer_nested_just_under_the_limit_is_read(fake: FakeTime) -> 
         assert status.raw["x"] == json.loads(b"[" * 127 + b"]" * 127)
         session = await client.session_status("ps_1")
         assert session.raw["status"] == "pending"
+
+
+async def test_among_due_watches_the_oldest_is_polled_first(fake: FakeTime) -> None:
+    """A watch that had its first poll is polled again before younger watches have had theirs,
+    so answers arrive in the order the watches were made instead of all at the end."""
+    handler, asked = per_tx({tx: [answer(PENDING), answer(DONE)] for tx in "abc"})
+    async with (
+        make_client(handler) as client,
+        # one request per 0.25 s, the poll interval shorter: several watches are due at once
+        poller_for(client, fake, concurrency=1, rate_limit=4, interval=0.1) as poller,
+    ):
+        done: list[str] = []
+        waiters = [poller.watch(tx) for tx in "abc"]
+        for waiter in asyncio.as_completed(waiters):
+            done.append((await waiter).tx_id)
+    # a is due again when b's request has gone: a comes before c's first poll; before, every
+    # first poll came before any second one (a, b, c, a, b, c). The same 6 requests.
+    assert asked == ["a", "b", "a", "b", "c", "c"]
+    assert done == ["a", "b", "c"]

@@ -339,12 +339,25 @@ async def test_client_scrubs_what_a_custom_transport_raises() -> None:
         await asyncio.sleep(10)
         raise AssertionError("unreachable")
 
+    def timing_out(request: Request) -> Response:
+        raise asyncio.TimeoutError(f"gave up on {request.headers['x-api-key']}")
+
+    class Bounding(MockTransport):
+        """A transport that enforces the timeout itself: the client calls it directly."""
+
+        enforces_timeout = True
+
     request = SessionRequest.sending(from_amount="1", from_currency="USD", to_currency="USDT")
-    for handler_, error in ((handler, APIConnectionError), (slow, APITimeoutError)):
+    for transport, error in (
+        (MockTransport(handler), APIConnectionError),
+        (MockTransport(slow), APITimeoutError),
+        (Bounding(handler), APIConnectionError),
+        (Bounding(timing_out), APITimeoutError),
+    ):
         async with AsyncSession(
             KEY,
             base_url="http://api.test",
-            transport=MockTransport(handler_),
+            transport=transport,
             retry=RetryPolicy(max_retries=0),
             timeout=0.05,
         ) as client:

@@ -184,16 +184,23 @@ class AiohttpTransport:
             assert session is not None
             _check_shared(session, loop)
             return session
-        if session is not None and self._loop is loop and not session.closed:
-            return session
         # First use, or the session of a loop that has ended (its guard closed it) or that
-        # cannot run now: start afresh in this loop. Dropping the old guard is enough: if its
-        # loop is still open, asyncio's finalizer for async generators closes the old session
-        # there, the next time that loop runs.
+        # cannot run now (``send`` uses a session of the running loop without coming here):
+        # start afresh in this loop. Dropping the old guard is enough: if its loop is still
+        # open, asyncio's finalizer for async generators closes the old session there, the
+        # next time that loop runs.
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
         # trust_env is handled here, once per origin (see _route): aiohttp's own would look the
         # environment up in a thread on every request, and would proxy loopback too
-        session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+        # Accept-Encoding as a session default: aiohttp merges default headers into every
+        # request anyway (a request's own Accept-Encoding replaces it), so no request pays for
+        # a merge of its own
+        session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,
+            auto_decompress=False,
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
+        )
         guard = _close_when_loop_ends(session)
         self._session, self._loop, self._guard = session, loop, guard
         await guard.__anext__()  # runs to its ``yield`` at once: registered with this loop
@@ -213,7 +220,14 @@ class AiohttpTransport:
         A body over ``max_response_bytes`` raises ``ResponseTooLargeError``; a transport's
         session used outside its event loop raises ``InstaxError``.
         """
-        session = await self._client()
+        session = self._session
+        if (
+            session is None
+            or not self._owns_session
+            or self._loop is not asyncio.get_running_loop()
+            or session.closed
+        ):
+            session = await self._client()
         error: InstaxError
         try:
             return await self._exchange(session, request)
@@ -270,7 +284,13 @@ class AiohttpTransport:
         else:
             kwargs = {}  # a caller's session applies its own trust_env
         inflating = not session.auto_decompress
-        if inflating and not any(name.lower() == "accept-encoding" for name in headers):
+        # the transport's own session asks for gzip and deflate by default (see _client); a
+        # caller's session that does not decompress gets the header per request
+        if (
+            inflating
+            and not self._owns_session
+            and not any(name.lower() == "accept-encoding" for name in headers)
+        ):
             headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
         async with session.request(
             request.method,
@@ -281,18 +301,30 @@ class AiohttpTransport:
             allow_redirects=False,
             **kwargs,
         ) as response:
-            body = BodyCollector(
-                request, response.status, response.headers, self._max_response_bytes
-            )
-            encoding = response.headers.get("Content-Encoding", "").strip().lower()
-            inflater = Inflater.for_encoding(encoding) if inflating else None
+            encoding = response.headers.get("Content-Encoding", "")
+            if encoding:
+                encoding = encoding.strip().lower()
+            inflater = Inflater.for_encoding(encoding) if inflating and encoding else None
             try:
-                if encoding in ("", "identity"):
-                    body.check_length(response.content_length)
-                async for chunk in response.content.iter_any():
-                    if inflater is None:
+                plain = inflater is None and encoding in ("", "identity")
+                length = response.content_length if plain else None
+                if length is not None and length <= self._max_response_bytes:
+                    # the declared length, within the limit, bounds what aiohttp reads: one
+                    # read, no chunk loop
+                    content = await response.content.read()
+                    return Response(
+                        status=response.status, headers=response.headers, content=content
+                    )
+                body = BodyCollector(
+                    request, response.status, response.headers, self._max_response_bytes
+                )
+                if inflater is None:
+                    if plain:
+                        body.check_length(length)
+                    async for chunk in response.content.iter_any():
                         body.add(chunk)
-                    else:
+                else:
+                    async for chunk in response.content.iter_any():
                         for piece in inflater.feed(chunk):
                             body.add(piece)
             except BaseException:

@@ -157,10 +157,10 @@ class BodyCollector:
     __slots__ = (
         "_chunks",
         "_headers",
-        "_label",
         "_limit",
         "_prefix",
         "_prefix_cap",
+        "_request",
         "_size",
         "_status",
     )
@@ -168,7 +168,7 @@ class BodyCollector:
     def __init__(
         self, request: Request, status: int, headers: Mapping[str, str], limit: int
     ) -> None:
-        self._label = f"{request.method} {request.url}"
+        self._request = request
         self._status = status
         self._headers = headers
         self._limit = limit
@@ -203,7 +203,8 @@ class BodyCollector:
 
     def _too_large(self, what: str) -> ResponseTooLargeError:
         return ResponseTooLargeError(
-            f"{self._label}: {what} larger than max_response_bytes ({self._limit}); "
+            f"{self._request.method} {self._request.url}: {what} larger than "
+            f"max_response_bytes ({self._limit}); "
             "the connection was closed without reading the rest",
             status=self._status,
             body=bytes(self._prefix),

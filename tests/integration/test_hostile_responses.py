@@ -402,3 +402,16 @@ async def test_the_scrubbed_cause_keeps_its_type_and_message(
     assert cause.request_info.headers["Accept"] == "application/json"
     assert info.value.__context__ is None
     assert "ClientResponseError" in str(info.value)
+
+
+async def test_a_callers_session_that_does_not_decompress_asks_for_gzip_and_inflates(
+    hostile: tuple[str, dict[str, Any]],
+) -> None:
+    """The transport's own session sends Accept-Encoding as a session default; a caller's
+    session without decompression gets it per request, and the body is still inflated."""
+    base_url, _ = hostile
+    async with aiohttp.ClientSession(auto_decompress=False) as own:
+        transport = AiohttpTransport(own, max_response_bytes=CAP)
+        async with AsyncSession(base_url=base_url, transport=transport) as client:
+            with pytest.raises(ResponseTooLargeError):
+                await client.blockchain_status("gzip-bomb")  # inflated by the transport

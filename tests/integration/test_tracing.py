@@ -6,6 +6,7 @@ global providers once (a provider can be set only once per process); each test c
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -291,3 +292,52 @@ async def test_the_poller_counts_its_watches(
             assert watching() == before + 2
             await first
         assert watching() == before  # finished, and the rest cancelled on close
+
+
+def test_with_the_api_and_no_sdk_context_and_baggage_still_propagate() -> None:
+    """No SDK configured: requests skip the no-op spans, but a valid span context or baggage in
+    the caller's context still travels, and an SDK set later records spans at once."""
+    code = (
+        "import asyncio, json\n"
+        "from opentelemetry import baggage, context, trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+        "InMemorySpanExporter\n"
+        "from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags\n"
+        "from instax_async import AsyncSession, MockTransport, Response, SessionRequest\n"
+        "seen = []\n"
+        "def answer(request):\n"
+        "    seen.append(dict(request.headers))\n"
+        "    return Response(201, {}, json.dumps({'id': 'ps_1'}).encode())\n"
+        "REQ = SessionRequest.sending(from_amount='5', from_currency='USD', to_currency='USDT')\n"
+        "parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))\n"
+        "async def main():\n"
+        "    async with AsyncSession(transport=MockTransport(answer)) as client:\n"
+        "        await client.create_session(REQ)\n"
+        "        with trace.use_span(NonRecordingSpan(parent)):\n"
+        "            await client.create_session(REQ)\n"
+        "        token = context.attach(baggage.set_baggage('tenant', 't1'))\n"
+        "        try:\n"
+        "            await client.create_session(REQ)\n"
+        "        finally:\n"
+        "            context.detach(token)\n"
+        "        exporter = InMemorySpanExporter()\n"
+        "        provider = TracerProvider()\n"
+        "        provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "        trace.set_tracer_provider(provider)\n"
+        "        await client.create_session(REQ)\n"
+        "        print(sorted(span.name for span in exporter.get_finished_spans()))\n"
+        "asyncio.run(main())\n"
+        "print(json.dumps([{k.lower(): v for k, v in h.items()} for h in seen]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    spans, headers = result.stdout.strip().splitlines()[-2:]
+    plain, in_span, with_baggage, with_sdk = json.loads(headers)
+    assert "traceparent" not in plain and "baggage" not in plain
+    assert in_span["traceparent"].startswith("00-" + f"{0xABC:032x}-")
+    assert with_baggage["baggage"] == "tenant=t1"
+    assert "traceparent" in with_sdk
+    assert spans == "['POST', 'instax.create_session']"
