@@ -13,11 +13,12 @@ import platform
 import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping, Sequence
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
 from ._compat import timeout as timeout_scope
+from ._lifecycle import AsyncResource
 from ._telemetry import telemetry
 from ._version import __version__
 from .errors import (
@@ -145,7 +146,7 @@ def _error_message(status: int, data: Any) -> str:
     return f"InstaXchange answered HTTP {status}"
 
 
-class AsyncSession:
+class AsyncSession(AsyncResource):
     """An async client for the InstaXchange API.
 
     :param api_key: sent as ``x-api-key`` (needed by the session-status endpoint); defaults to
@@ -276,20 +277,6 @@ class AsyncSession:
     async def __aenter__(self) -> AsyncSession:
         self._ensure_open()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError("AsyncSession is asynchronous: use 'async with AsyncSession(...)'")
-
-    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
-        pass
 
     async def aclose(self) -> None:
         """Close the client (and the transport it created). Calling it again does nothing.

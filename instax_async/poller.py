@@ -20,9 +20,9 @@ import logging
 import math
 import weakref
 from collections.abc import AsyncIterator, Coroutine
-from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
+from ._lifecycle import AsyncResource
 from ._telemetry import telemetry
 from .client import AsyncSession
 from .errors import InstaxError, PollTimeoutError, ValidationError
@@ -127,7 +127,7 @@ class _StatusUpdates:
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
 
 
-class BlockchainPoller:
+class BlockchainPoller(AsyncResource):
     """Poll the blockchain status of many payouts at once, within limits the API can bear.
 
     One scheduler serves every watched transaction (no task per tx id): a heap of due times
@@ -226,20 +226,6 @@ class BlockchainPoller:
         self._state = _OPEN
         self._start(self._dispatch())
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError("BlockchainPoller is asynchronous: use 'async with BlockchainPoller(...)'")
-
-    def __exit__(self, *args: object) -> None:  # pragma: no cover - __enter__ always raises
-        pass
 
     async def aclose(self) -> None:
         """Cancel every outstanding watch, end :meth:`updates`, stop the scheduler.
