@@ -351,15 +351,18 @@ class AsyncSession(AsyncResource):
             )
         tel = self._active_telemetry()
         if tel is None:
-            return await self._create_session(request)
+            return self._session_from(
+                await self._send("POST", self._session_url, request.to_json(), idempotent=False)
+            )
         direction = {"instax.amount_direction": str(request.amount_direction)}
         with tel.call("instax.create_session", direction) as span:
-            session = await self._create_session(request)
+            session = self._session_from(
+                await self._send("POST", self._session_url, request.to_json(), idempotent=False)
+            )
             span.set_attribute("instax.session.id", session.id)
             return session
 
-    async def _create_session(self, request: SessionRequest) -> PaymentSession:
-        response = await self._send("POST", self._session_url, request.to_json(), idempotent=False)
+    def _session_from(self, response: Response) -> PaymentSession:
         data = self._json_object(response)
         session_id = data.get("id") or data.get("sessionId")
         if not isinstance(session_id, str) or not session_id:
@@ -371,7 +374,7 @@ class AsyncSession(AsyncResource):
             )
         return PaymentSession(
             id=session_id,
-            iframe_url=self.iframe_url(session_id),
+            iframe_url=self._embed_url(session_id),
             raw=data,
             headers=_read_only(response.headers),
         )
@@ -382,6 +385,9 @@ class AsyncSession(AsyncResource):
             raise ValidationError(
                 f"session_id: expected a non-empty string, got {session_id!r}", field="session_id"
             )
+        return self._embed_url(session_id)
+
+    def _embed_url(self, session_id: str) -> str:
         if not _PATH_SAFE(session_id):
             session_id = quote(session_id, safe="")
         return f"{self._base_url}/embed/{session_id}"
@@ -413,7 +419,8 @@ class AsyncSession(AsyncResource):
             return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
 
     async def _fetch_blockchain_status(self, tx_id: str, timeout: float) -> BlockchainStatus:
-        response = await self._get_once(self._blockchain_url(tx_id), timeout)
+        url = self._blockchain_url(tx_id)
+        response = await self._send("GET", url, idempotent=True, timeout=timeout, retry=False)
         return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
 
     def poll_blockchain_status(
@@ -534,7 +541,8 @@ class AsyncSession(AsyncResource):
             return self._session_status_from(await self._send("GET", url, idempotent=True))
 
     async def _fetch_session_status(self, url: str, timeout: float) -> SessionStatus:
-        return self._session_status_from(await self._get_once(url, timeout))
+        response = await self._send("GET", url, idempotent=True, timeout=timeout, retry=False)
+        return self._session_status_from(response)
 
     def poll_session_status(
         self,
@@ -721,52 +729,11 @@ class AsyncSession(AsyncResource):
 
     # -- the request path --------------------------------------------------------------------
     #
-    # Every request takes the same path: build a Request → (trace context) → request hooks →
-    # transport → response hooks → span, metrics and the DEBUG record of the attempt; then
-    # ``_send`` maps the status and decides on a retry, or ``_get_once`` (the poll engine's
-    # single attempt) maps it and leaves the waiting to the engine.
-
-    async def _attempt(self, request: Request, resend_count: int) -> Response | APIConnectionError:
-        """One attempt. A request that did not complete is returned, not raised, so that only
-        a retry decision raises it; anything else (a hook that failed) aborts the call."""
-        tel = self._active_telemetry()
-        span = None
-        if tel is not None:
-            span = tel.start_attempt(request.method, request.url, resend_count)
-            headers = tel.inject(span, request.headers)
-            request = Request(
-                request.method, request.url, headers, request.content, request.timeout
-            )
-        hooks = self._event_hooks
-        started = time.perf_counter()
-        outcome: Response | APIConnectionError
-        try:
-            if hooks["request"]:
-                await _run_hooks(hooks["request"], request)
-            try:
-                if self._transport_times_out and self._shared.max_concurrency is None:
-                    # the common case, without the two frames of _send_limited / _send_once
-                    outcome = await self._transport.send(request)
-                else:
-                    outcome = await self._send_limited(request)
-            except APIConnectionError as exc:
-                outcome = exc
-            except InstaxError:
-                raise
-            except Exception as exc:  # from the direct call only: _send_once maps its own
-                # not raised: a later ``raise`` outside any except block leaves no __context__
-                outcome = _transport_error(request, exc)
-            if hooks["response"] and isinstance(outcome, Response):
-                await _run_hooks(hooks["response"], request, outcome)
-        except Exception as exc:
-            self._record(request, resend_count, started, exc, span)
-            raise
-        except BaseException:  # cancellation: no log, no metrics, but no span left open
-            if span is not None:
-                span.end()
-            raise
-        self._record(request, resend_count, started, outcome, span)
-        return outcome
+    # Every request takes the same path, in one coroutine (each frame less is time saved on
+    # every request): build a Request → (trace context) → request hooks → transport →
+    # response hooks → span, metrics and the DEBUG record of the attempt → map the status and
+    # decide on a retry. The poll engine's single attempts take it with ``retry=False``: it
+    # decides every wait itself.
 
     def _record(
         self,
@@ -777,8 +744,6 @@ class AsyncSession(AsyncResource):
         span: Span | None,
     ) -> None:
         """The attempt's DEBUG record, metrics and span end."""
-        if span is None and not logger.isEnabledFor(logging.DEBUG):
-            return
         seconds = time.perf_counter() - started
         if isinstance(outcome, Response):
             status: int | None = outcome.status
@@ -793,24 +758,6 @@ class AsyncSession(AsyncResource):
         if logger.isEnabledFor(logging.DEBUG):
             _log_attempt(request, resend_count + 1, seconds * 1000.0, status, request_id, outcome)
 
-    async def _get_once(self, url: str, timeout: float) -> Response:
-        """One GET attempt, no retries: a 2xx response, or the mapped error.
-
-        For the poll engine, which decides every wait itself: the attempt may take at most
-        ``timeout`` seconds (the time left before the poll's deadline), or the client's
-        timeout if that is shorter.
-        """
-        self._ensure_open()
-        request = Request("GET", url, self._get_headers, b"", min(self._timeout, timeout))
-        outcome = await self._attempt(request, 0)
-        if isinstance(outcome, APIConnectionError):
-            _raise_clean(outcome)
-        status = outcome.status
-        if 200 <= status < 300:
-            return outcome
-        retry_after = parse_retry_after(outcome.headers) if status in (429, 503) else None
-        raise self._status_error(outcome, retry_after)
-
     async def _send(
         self,
         method: str,
@@ -819,20 +766,67 @@ class AsyncSession(AsyncResource):
         *,
         idempotent: bool,
         headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
     ) -> Response:
-        """Send with retries; return a 2xx response or raise the mapped error."""
-        policy = self._retry
+        """Send with retries (none if not ``retry``); return a 2xx response or raise the
+        mapped error. An attempt that did not complete is kept as its error, not raised, so
+        that only the retry decision raises it; anything else (a hook that failed) aborts the
+        call."""
         if headers is None:
             headers = self._post_headers if content else self._get_headers
-        retry_statuses = RETRYABLE_GET_STATUSES if idempotent else RETRYABLE_POST_STATUSES
+        seconds = self._timeout if timeout is None else min(self._timeout, timeout)
         retries = 0
         while True:
-            self._ensure_open()
-            outcome = await self._attempt(
-                Request(method, url, headers, content, self._timeout), retries
+            if self._closed or self._shared.closed:
+                self._ensure_open()
+            request = Request(method, url, headers, content, seconds)
+            tel = self._telemetry
+            span = None
+            if tel is not None and not tel.idle():
+                span = tel.start_attempt(method, url, retries)
+                request = Request(method, url, tel.inject(span, headers), content, seconds)
+            hooks = self._event_hooks
+            # the DEBUG record's clock runs only when something reads it
+            started = (
+                time.perf_counter()
+                if span is not None or logger.isEnabledFor(logging.DEBUG)
+                else None
             )
+            outcome: Response | APIConnectionError
+            try:
+                if hooks["request"]:
+                    await _run_hooks(hooks["request"], request)
+                try:
+                    if self._transport_times_out and self._shared.max_concurrency is None:
+                        # the common case, without the two frames of _send_limited / _send_once
+                        outcome = await self._transport.send(request)
+                    else:
+                        outcome = await self._send_limited(request)
+                except APIConnectionError as exc:
+                    outcome = exc
+                except InstaxError:
+                    raise
+                except Exception as exc:  # from the direct call only: _send_once maps its own
+                    # not raised: a later ``raise`` outside any except block leaves no __context__
+                    outcome = _transport_error(request, exc)
+                if hooks["response"] and isinstance(outcome, Response):
+                    await _run_hooks(hooks["response"], request, outcome)
+            except Exception as exc:
+                if started is not None:
+                    self._record(request, retries, started, exc, span)
+                raise
+            except BaseException:  # cancellation: no log, no metrics, but no span left open
+                if span is not None:
+                    span.end()
+                raise
+            if started is not None:
+                self._record(request, retries, started, outcome, span)
+            # the retry decision
+            policy = self._retry
+            max_retries = policy.max_retries if retry else 0
             if isinstance(outcome, APIConnectionError):
-                if not (idempotent or outcome.connect_failed) or retries >= policy.max_retries:
+                if not (idempotent or outcome.connect_failed) or retries >= max_retries:
                     _raise_clean(outcome)
                 reason = str(outcome)
                 delay = policy.backoff(retries + 1)
@@ -842,8 +836,9 @@ class AsyncSession(AsyncResource):
                     return outcome
                 retry_after = parse_retry_after(outcome.headers) if status in (429, 503) else None
                 if (
-                    status not in retry_statuses
-                    or retries >= policy.max_retries
+                    status
+                    not in (RETRYABLE_GET_STATUSES if idempotent else RETRYABLE_POST_STATUSES)
+                    or retries >= max_retries
                     or (retry_after is not None and retry_after > policy.max_retry_after)
                 ):
                     raise self._status_error(outcome, retry_after)
@@ -982,9 +977,17 @@ def _check_retry(retry: object, max_retries: object) -> RetryPolicy:
 
 
 def _read_only(headers: Mapping[str, str]) -> Mapping[str, str]:
+    kind = type(headers)
+    if kind in _READ_ONLY_TYPES:
+        return headers
     if isinstance(headers, MutableMapping):
         return MappingProxyType(headers)
+    if kind.__module__ in ("multidict._multidict", "multidict._multidict_py"):
+        _READ_ONLY_TYPES.add(kind)  # aiohttp's response headers: no ABC check next time
     return headers  # aiohttp's and httpx's own mappings are read-only or ours alone
+
+
+_READ_ONLY_TYPES: set[type] = set()
 
 
 def _path_of(url: str) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import operator
 import re
 import reprlib
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -496,16 +498,14 @@ class SessionRequest:
         b'{"amountDirection":"sending","fromCurrency":"USD","toCurrency":"USDT","fromAmount":0.1}'
         """
         parts = []
-        for field, key in _WIRE_KEYS:
-            value = getattr(self, field)
+        for key, value in zip(_WIRE_KEYS, _wire_values(self), strict=True):
             if value is None:
                 continue
-            if isinstance(value, Decimal):
-                parts.append(key + encode_decimal(value))
-            else:
-                # every other field is a str or a str enum, whose str content is its value:
-                # the C encoder reads that directly, without calling the enum's __str__
-                parts.append(key + encode_str(value))
+            # every field but the amounts is a str or a str enum, whose str content is its
+            # value: the C encoder reads that directly, without calling the enum's __str__
+            parts.append(
+                key + (encode_str(value) if type(value) is not Decimal else encode_decimal(value))
+            )
         return ("{" + ",".join(parts) + "}").encode("utf-8")
 
     def to_payload(self) -> dict[str, Any]:
@@ -537,7 +537,8 @@ _WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (f.name, wire_name(f)) for f in attrs.fields(SessionRequest) if f.name != "allow_unlisted"
 )
 
-# The same, with each key already quoted for ``to_json``.
-_WIRE_KEYS: tuple[tuple[str, str], ...] = tuple(
-    (name, encode_str(key) + ":") for name, key in _WIRE_FIELDS
+# The keys as ``to_json`` writes them (quoted, with the colon), and all the values in one call.
+_WIRE_KEYS: tuple[str, ...] = tuple(encode_str(key) + ":" for _, key in _WIRE_FIELDS)
+_wire_values: Callable[[SessionRequest], tuple[Any, ...]] = operator.attrgetter(
+    *(name for name, _ in _WIRE_FIELDS)
 )

@@ -272,10 +272,15 @@ def loads(content: bytes | str) -> Any:
         objects deeper than :data:`MAX_JSON_DEPTH` levels.
     """
     if not isinstance(content, str):
-        content = content.decode(json.detect_encoding(content), "surrogatepass")
+        if content[:1] == b"{" and content[1:2] != b"\0":
+            # what json.detect_encoding answers for such a start, without asking it
+            content = content.decode("utf-8", "surrogatepass")
+        else:
+            content = content.decode(json.detect_encoding(content), "surrogatepass")
     if content.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", content, 0)
-    if _too_deep(content, MAX_JSON_DEPTH):
+    # a text of 2 * MAX_JSON_DEPTH characters or fewer cannot nest deeper
+    if len(content) > 2 * MAX_JSON_DEPTH and _too_deep(content, MAX_JSON_DEPTH):
         raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return _decoder.decode(content)

@@ -164,6 +164,8 @@ class AiohttpTransport:
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         # proxy and netrc credentials per origin ("https://host:port"), read on first use
         self._routes: dict[str, dict[str, Any]] = {}
+        self._last_url = ""
+        self._last_route: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         mode = "owned" if self._owns_session else "shared"
@@ -229,8 +231,70 @@ class AiohttpTransport:
         ):
             session = await self._client()
         error: InstaxError
-        try:
-            return await self._exchange(session, request)
+        try:  # one frame for the whole exchange: it runs on every request
+            headers = request.headers
+            url = request.url
+            if self._owns_session:
+                inflating = True  # this transport's session never decompresses (see _client)
+                if self._proxy is not None:
+                    kwargs: dict[str, Any] = {"proxy": self._proxy}
+                else:
+                    kwargs = self._last_route if url == self._last_url else self._route(url)
+                    if "headers" in kwargs:  # credentials for the proxy or from .netrc
+                        kwargs = dict(kwargs)
+                        headers = {**headers, **kwargs.pop("headers")}
+            else:
+                # a caller's session applies its own trust_env; if it does not decompress, it
+                # gets the Accept-Encoding header per request (this transport's own session
+                # asks for gzip and deflate by default, see _client)
+                kwargs = {"proxy": self._proxy} if self._proxy is not None else {}
+                inflating = not session.auto_decompress
+                if inflating and not any(name.lower() == "accept-encoding" for name in headers):
+                    headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
+            seconds = request.timeout
+            async with session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=request.content or None,
+                timeout=self._timeouts.get(seconds) or self._timeout(seconds),
+                allow_redirects=False,
+                **kwargs,
+            ) as response:
+                encoding = response.headers.get("Content-Encoding", "")
+                if encoding:
+                    encoding = encoding.strip().lower()
+                inflater = Inflater.for_encoding(encoding) if inflating and encoding else None
+                try:
+                    plain = inflater is None and encoding in ("", "identity")
+                    length = response.content_length if plain else None
+                    if length is not None and length <= self._max_response_bytes:
+                        # the declared length, within the limit, bounds what aiohttp reads: one
+                        # read, no chunk loop
+                        content = await response.content.read()
+                        return Response(
+                            status=response.status, headers=response.headers, content=content
+                        )
+                    body = BodyCollector(
+                        request, response.status, response.headers, self._max_response_bytes
+                    )
+                    if inflater is None:
+                        if plain:
+                            body.check_length(length)
+                        async for chunk in response.content.iter_any():
+                            body.add(chunk)
+                    else:
+                        async for chunk in response.content.iter_any():
+                            for piece in inflater.feed(chunk):
+                                body.add(piece)
+                except BaseException:
+                    # not drained, not back to the pool: a refused, timed-out or broken body
+                    # leaves the connection unusable
+                    response.close()
+                    raise
+                return Response(
+                    status=response.status, headers=response.headers, content=body.content()
+                )
         except aiohttp.ClientConnectorError as exc:
             error = APIConnectionError(
                 f"could not connect to {exc.host}:{exc.port}: {exc.os_error}",
@@ -264,6 +328,7 @@ class AiohttpTransport:
         route = self._routes.get(origin)
         if route is None:
             route = self._routes[origin] = _route_from_env(origin) if self._trust_env else {}
+        self._last_url, self._last_route = url, route  # the next request's, most often
         return route
 
     def _scrub(self, exc: BaseException, request: Request) -> BaseException:
@@ -271,70 +336,6 @@ class AiohttpTransport:
         if self._owns_session and self._proxy is None:  # credentials this transport added
             secrets += tuple(self._route(request.url).get("headers", {}).values())
         return scrub_exception(exc, secrets, _redact)
-
-    async def _exchange(self, session: aiohttp.ClientSession, request: Request) -> Response:
-        headers = request.headers
-        if self._proxy is not None:
-            kwargs: dict[str, Any] = {"proxy": self._proxy}
-        elif self._owns_session:
-            kwargs = self._route(request.url)
-            if "headers" in kwargs:  # credentials for the proxy or from .netrc
-                kwargs = dict(kwargs)
-                headers = {**headers, **kwargs.pop("headers")}
-        else:
-            kwargs = {}  # a caller's session applies its own trust_env
-        inflating = not session.auto_decompress
-        # the transport's own session asks for gzip and deflate by default (see _client); a
-        # caller's session that does not decompress gets the header per request
-        if (
-            inflating
-            and not self._owns_session
-            and not any(name.lower() == "accept-encoding" for name in headers)
-        ):
-            headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
-        async with session.request(
-            request.method,
-            request.url,
-            headers=headers,
-            data=request.content or None,
-            timeout=self._timeout(request.timeout),
-            allow_redirects=False,
-            **kwargs,
-        ) as response:
-            encoding = response.headers.get("Content-Encoding", "")
-            if encoding:
-                encoding = encoding.strip().lower()
-            inflater = Inflater.for_encoding(encoding) if inflating and encoding else None
-            try:
-                plain = inflater is None and encoding in ("", "identity")
-                length = response.content_length if plain else None
-                if length is not None and length <= self._max_response_bytes:
-                    # the declared length, within the limit, bounds what aiohttp reads: one
-                    # read, no chunk loop
-                    content = await response.content.read()
-                    return Response(
-                        status=response.status, headers=response.headers, content=content
-                    )
-                body = BodyCollector(
-                    request, response.status, response.headers, self._max_response_bytes
-                )
-                if inflater is None:
-                    if plain:
-                        body.check_length(length)
-                    async for chunk in response.content.iter_any():
-                        body.add(chunk)
-                else:
-                    async for chunk in response.content.iter_any():
-                        for piece in inflater.feed(chunk):
-                            body.add(piece)
-            except BaseException:
-                # not drained, not back to the pool: a refused, timed-out or broken body
-                # leaves the connection unusable
-                response.close()
-                raise
-            return Response(
-                status=response.status, headers=response.headers, content=body.content()
-            )
 
     async def aclose(self) -> None:
         """Close the session this transport created; a caller's session is left open."""
