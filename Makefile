@@ -70,7 +70,12 @@ dist: $(VENV)/.installed-dev
 check-dist: dist
 	sh scripts/check-dist $(BIN)/python $(or $(PYTHONS),$(PYTHON))
 
-bench: $(VENV)/.installed-dev
+# The bench extra (uvloop): the session table is also measured on it.
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 
 clean:

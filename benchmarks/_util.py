@@ -74,6 +74,13 @@ def _git(*args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def _event_loops() -> str:
+    uvloop = _version("uvloop")
+    if uvloop == "not installed":
+        return "asyncio (default selector loop); uvloop not installed"
+    return f"asyncio (default selector loop); session creation also on uvloop {uvloop}"
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on: compare results only within one run."""
     try:
@@ -93,7 +100,7 @@ def machine() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "event_loop": "asyncio (default selector loop, no uvloop)",
+        "event_loop": _event_loops(),
         "aiohttp": _version("aiohttp"),
         "httpx": _version("httpx"),
         "attrs": _version("attrs"),
