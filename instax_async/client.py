@@ -765,7 +765,6 @@ class AsyncSession(AsyncResource):
         content: bytes = b"",
         *,
         idempotent: bool,
-        headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         retry: bool = True,
     ) -> Response:
@@ -773,8 +772,7 @@ class AsyncSession(AsyncResource):
         mapped error. An attempt that did not complete is kept as its error, not raised, so
         that only the retry decision raises it; anything else (a hook that failed) aborts the
         call."""
-        if headers is None:
-            headers = self._post_headers if content else self._get_headers
+        headers = self._post_headers if content else self._get_headers
         seconds = self._timeout if timeout is None else min(self._timeout, timeout)
         retries = 0
         while True:

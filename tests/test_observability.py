@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -159,6 +160,22 @@ async def test_payment_session_carries_read_only_headers() -> None:
     assert session.headers["x-request-id"] == "req_created"
     with pytest.raises(TypeError):
         session.headers["x-request-id"] = "changed"  # type: ignore[index]
+
+
+async def test_payment_session_keeps_a_transports_read_only_headers_as_they_are() -> None:
+    frozen = MappingProxyType({"x-request-id": "req_frozen"})
+
+    class FrozenHeaders:
+        async def send(self, request: Request) -> Response:
+            return Response(status=201, headers=frozen, content=b'{"id":"ps_1"}')
+
+        async def aclose(self) -> None:
+            pass
+
+    async with AsyncSession(transport=FrozenHeaders()) as client:
+        first = await client.create_session(REQUEST)
+        second = await client.create_session(REQUEST)
+    assert first.headers is frozen and second.headers is frozen
 
 
 # -- event hooks -----------------------------------------------------------------------------

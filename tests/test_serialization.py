@@ -157,3 +157,15 @@ def test_loads_turns_a_recursion_error_into_value_error(monkeypatch: pytest.Monk
     monkeypatch.setattr(serialization, "MAX_JSON_DEPTH", 10**9)  # the C parser's own limit
     with pytest.raises(ValueError, match="nested"):
         loads(b"[" * 100_000)
+
+
+def test_loads_reads_utf16_and_utf32_bodies_that_start_like_an_object() -> None:
+    # '{' then a NUL byte: not UTF-8, whatever the first byte says
+    for encoding in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        assert loads('{"amount":1.5}'.encode(encoding)) == {"amount": Decimal("1.5")}
+
+
+def test_loads_refuses_deep_nesting_only_past_the_limit() -> None:
+    assert loads(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None
+    with pytest.raises(ValueError, match="nested deeper"):
+        loads(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
