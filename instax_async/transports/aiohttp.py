@@ -270,8 +270,10 @@ class AiohttpTransport:
                     length = response.content_length if plain else None
                     if length is not None and length <= self._max_response_bytes:
                         # the declared length, within the limit, bounds what aiohttp reads: one
-                        # read, no chunk loop
-                        content = await response.content.read()
+                        # read, no chunk loop; none at all when the whole body came with the
+                        # headers (the usual case for an API's answer)
+                        stream = response.content
+                        content = stream.read_nowait() if stream.is_eof() else await stream.read()
                         return Response(
                             status=response.status, headers=response.headers, content=content
                         )

@@ -415,3 +415,27 @@ async def test_a_callers_session_that_does_not_decompress_asks_for_gzip_and_infl
         async with AsyncSession(base_url=base_url, transport=transport) as client:
             with pytest.raises(ResponseTooLargeError):
                 await client.blockchain_status("gzip-bomb")  # inflated by the transport
+
+
+async def test_a_declared_length_body_that_arrives_after_its_headers_is_read_whole(
+    start_server: StartServer,
+) -> None:
+    body = b'{"id":"ps_late","status":"initiated"}'
+
+    async def late(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)  # the headers go out alone
+        await response.write(body[:7])
+        await asyncio.sleep(0.05)
+        await response.write(body[7:])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/api/session", late)
+    url = await start_server(app)
+    request = SessionRequest.sending(from_amount="5", from_currency="USD", to_currency="USDT")
+    async with AsyncSession(base_url=url) as client:
+        session = await client.create_session(request)
+    assert session.id == "ps_late" and session.raw["status"] == "initiated"
