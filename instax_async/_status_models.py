@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 
-# -- blockchain status and session status (issue 4) -------------------------------------------
-
 #: Keys that may carry a payout's on-chain hash, in the order they are tried. The response shape
 #: of ``/utils/blockchain-status`` is not documented, so every spelling seen in the wild counts.
 BLOCKCHAIN_HASH_KEYS = ("hash", "txHash", "transactionHash", "blockchainHash", "tx_hash")
