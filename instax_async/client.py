@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
+from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from ._telemetry import telemetry
 from ._version import __version__
 from .errors import (
@@ -31,15 +32,9 @@ from .errors import (
     request_id_from,
     status_error_class,
 )
-from .models import BlockchainStatus, PaymentSession, SessionStatus
+from .models import PaymentSession
 from .payloads import SessionRequest
 from .polling import POLL_DEFAULTS, Clock, PollOptions, check_id, poll
-from .retry import (
-    RETRYABLE_GET_STATUSES,
-    RETRYABLE_POST_STATUSES,
-    RetryPolicy,
-    parse_retry_after,
-)
 from .serialization import get_converter, loads
 from .transports.base import Request, Response, Transport, scrub_exception, secret_values
 
@@ -47,6 +42,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from ._telemetry import Telemetry
+    from .models import BlockchainStatus, SessionStatus
+    from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "NOT_GIVEN", "AsyncSession", "EventHook"]
 
@@ -409,6 +406,8 @@ class AsyncSession(AsyncResource):
         >>> status.hash, status.status  # doctest: +SKIP
         ('0x5c50…', 'completed')
         """
+        from .models import BlockchainStatus  # built on first use, not with the client
+
         tx_id = check_id(tx_id, "tx_id")
         tel = self._active_telemetry()
         if tel is None:
@@ -419,6 +418,8 @@ class AsyncSession(AsyncResource):
             return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
 
     async def _fetch_blockchain_status(self, tx_id: str, timeout: float) -> BlockchainStatus:
+        from .models import BlockchainStatus  # built on first use, not with the client
+
         url = self._blockchain_url(tx_id)
         response = await self._send("GET", url, idempotent=True, timeout=timeout, retry=False)
         return BlockchainStatus.from_mapping(tx_id, self._json_object(response))
@@ -511,6 +512,8 @@ class AsyncSession(AsyncResource):
         return f"{self._base_url}/api/session/{quote(session_id, safe='')}/status"
 
     def _session_status_from(self, response: Response) -> SessionStatus:
+        from .models import SessionStatus  # built on first use, not with the client
+
         data = self._json_object(response)
         try:
             return get_converter().structure(data, SessionStatus)
@@ -958,6 +961,8 @@ def _raise_clean(error: APIConnectionError) -> NoReturn:
 
 
 def _check_retry(retry: object, max_retries: object) -> RetryPolicy:
+    from .retry import RetryPolicy  # built with the first client, not on import
+
     if retry is not None and max_retries is not None:
         raise ValidationError(
             "max_retries: give either retry=RetryPolicy(...) or max_retries=n, not both",

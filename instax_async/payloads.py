@@ -70,10 +70,9 @@ class PaymentMethod(OpenStrEnum):
 
 
 _EVM_CURRENCIES = frozenset({ToCurrency.USDT_AVALANCHE, ToCurrency.USDC_POLYGON})
-_EVM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-_ISO_4217 = re.compile(r"[A-Za-z]{3}")
-_ISO_3166 = re.compile(r"[A-Za-z]{2}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Patterns for rarely given fields, compiled (and cached by ``re``) on first use, not at import.
+_EVM_ADDRESS = r"0x[0-9a-fA-F]{40}"
+_EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 
@@ -206,10 +205,15 @@ def _direction(value: object) -> AmountDirection | None:
     )
 
 
+def _ascii_letters(text: str, count: int) -> bool:
+    """Whether ``text`` is exactly ``count`` letters A-Z or a-z."""
+    return len(text) == count and text.isascii() and text.isalpha()
+
+
 def _fiat_code(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _ISO_4217.fullmatch(value):
+    if not isinstance(value, str) or not _ascii_letters(value, 3):
         raise _fail(
             "from_currency", f"expected a 3-letter ISO 4217 code such as 'USD', got {_shown(value)}"
         )
@@ -219,7 +223,7 @@ def _fiat_code(value: object) -> str | None:
 def _country(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _ISO_3166.fullmatch(value):
+    if not isinstance(value, str) or not _ascii_letters(value, 2):
         raise _fail(
             "country", f"expected an ISO 3166 alpha-2 code such as 'DE', got {_shown(value)}"
         )
@@ -228,7 +232,7 @@ def _country(value: object) -> str | None:
 
 def _email(value: object) -> str | None:
     text = _text(value, "email")
-    if text is not None and not _EMAIL.fullmatch(text):
+    if text is not None and not re.fullmatch(_EMAIL, text):
         raise _fail(
             "email", f"expected an e-mail address such as 'ada@example.com', got {_shown(text)}"
         )
@@ -433,7 +437,7 @@ class SessionRequest:
                 f"expected a TRON address for USDT-TRON (base58check, starts with 'T', "
                 f"34 characters), got {_shown(address)}",
             )
-        if self.to_currency in _EVM_CURRENCIES and not _EVM_ADDRESS.fullmatch(address):
+        if self.to_currency in _EVM_CURRENCIES and not re.fullmatch(_EVM_ADDRESS, address):
             raise _fail(
                 "address",
                 f"expected an EVM address for {self.to_currency} ('0x' followed by 40 hex "

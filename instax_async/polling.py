@@ -31,6 +31,7 @@ from typing import TypeVar
 
 import attrs
 
+from ._retry_rules import parse_retry_after
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -39,7 +40,6 @@ from .errors import (
     ResponseTooLargeError,
     ValidationError,
 )
-from .retry import parse_retry_after
 
 __all__ = ["POLL_DEFAULTS", "PollOptions", "poll"]
 

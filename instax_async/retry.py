@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
-import time
-from collections.abc import Mapping
 
 import attrs
 
+from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from .errors import ValidationError
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
-
-#: Statuses a GET retries: request timeout, rate limit, server errors.
-RETRYABLE_GET_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: Statuses after which a non-idempotent POST cannot have been processed.
-RETRYABLE_POST_STATUSES = frozenset({429, 503})
+__all__ = [
+    "RETRYABLE_GET_STATUSES",
+    "RETRYABLE_POST_STATUSES",
+    "RetryPolicy",
+    "parse_retry_after",
+]
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
@@ -56,27 +54,3 @@ class RetryPolicy:
         """Seconds to wait before retry ``retry_number`` (1-based), full jitter."""
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (retry_number - 1)))
         return (rng or random).uniform(0.0, ceiling)
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``.
-
-    A date in the past gives ``0.0``; a value that is neither gives ``None``.
-    """
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)

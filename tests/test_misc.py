@@ -164,6 +164,38 @@ def test_the_client_and_a_request_load_no_cattrs_until_a_model_is_structured() -
     assert result.stdout.split() == ["False", "False", "True", "True"]
 
 
+def test_the_client_import_builds_nothing_a_client_does_not_need_yet() -> None:
+    # The webhook and status models, RetryPolicy, jsjson and MockTransport load on first use.
+    code = (
+        "import sys\n"
+        "from instax_async import AsyncSession, SessionRequest\n"
+        "lazy = ['instax_async._webhook_models', 'instax_async._status_models',\n"
+        "        'instax_async.retry', 'instax_async.jsjson', 'instax_async.transports.mock']\n"
+        "print([name for name in lazy if name in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_names_loaded_on_first_use_resolve_from_their_public_homes() -> None:
+    import importlib
+
+    from instax_async import _retry_rules, jsjson, models, retry, serialization, transports
+    from instax_async.transports import mock
+
+    for name, home in models._LAZY.items():
+        assert getattr(models, name) is getattr(importlib.import_module(home, "instax_async"), name)
+    assert set(models.__all__) <= set(dir(models))
+    assert serialization.MAX_JSON_DEPTH == jsjson.MAX_JSON_DEPTH
+    assert transports.MockTransport is mock.MockTransport
+    assert retry.parse_retry_after is _retry_rules.parse_retry_after
+    for module in (models, serialization, transports):
+        with pytest.raises(AttributeError, match="no_such_name"):
+            module.no_such_name  # noqa: B018
+
+
 def test_the_testing_package_resolves_its_names_lazily() -> None:
     import instax_async.testing as testing
 

@@ -1,0 +1,133 @@
+"""The webhook models: :class:`WebhookEvent`, its :class:`WebhookData` and :class:`InvoiceData`,
+and :class:`TransactionStatus`.
+
+Their public home is :mod:`instax_async.models`, which loads this module on the first access to
+one of them: code that only creates sessions never builds these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from .serialization import OpenStrEnum
+
+__all__ = ["InvoiceData", "TransactionStatus", "WebhookData", "WebhookEvent"]
+
+
+class TransactionStatus(OpenStrEnum):
+    """Statuses a webhook's payment can carry. Values not listed arrive as plain strings."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    IN_PROGRESS = "in_progress"
+    REFUNDED = "refunded"
+
+
+@attrs.frozen(kw_only=True)
+class WebhookData:
+    """The payment in a webhook (its ``data`` object). Amounts are exact ``Decimal``."""
+
+    amount_in_fiat: Decimal | None = None
+    fiat_currency: str | None = None
+    amount_in_crypto: Decimal | None = None
+    crypto_currency: str | None = None
+    status: TransactionStatus | str | None = None
+    status_reason: str | None = None
+    wallet_address: str | None = None
+    additional_data: dict[str, Any] | None = None
+    session_id: str | None = None
+    created_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InvoiceData:
+    """The invoice in a webhook (its ``invoiceData`` object), every documented field."""
+
+    email: str | None = attrs.field(default=None, metadata={"wire": "Email"})
+    name: str | None = attrs.field(default=None, metadata={"wire": "Name"})
+    credit_card_number: str | None = attrs.field(
+        default=None, metadata={"wire": "Credit_card_number"}
+    )
+    invoice_id: str | None = attrs.field(default=None, metadata={"wire": "Invoice_ID"})
+    status: TransactionStatus | str | None = attrs.field(default=None, metadata={"wire": "Status"})
+    wallet_address: str | None = attrs.field(default=None, metadata={"wire": "Wallet_address"})
+    details: str | None = attrs.field(default=None, metadata={"wire": "Details"})
+    invoice_date: str | None = attrs.field(default=None, metadata={"wire": "Invoice_date"})
+    deposit_tx_id: str | None = attrs.field(default=None, metadata={"wire": "Deposit_tx_ID"})
+    deposit_tx_amount: str | None = attrs.field(
+        default=None, metadata={"wire": "Deposit_tx_amount"}
+    )
+    deposit_tx_status: TransactionStatus | str | None = attrs.field(
+        default=None, metadata={"wire": "Deposit_tx_status"}
+    )
+    withdraw_tx_id: str | None = attrs.field(default=None, metadata={"wire": "Withdraw_tx_ID"})
+    withdraw_tx_amount: str | None = attrs.field(
+        default=None, metadata={"wire": "Withdraw_tx_amount"}
+    )
+    withdraw_tx_status: TransactionStatus | str | None = attrs.field(
+        default=None, metadata={"wire": "Withdraw_tx_status"}
+    )
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEvent:
+    """A webhook notification from InstaXchange, verified or parsed.
+
+    ``reference`` is the ``webhookRef`` the session was created with (or ``None``);
+    ``raw`` is the whole body as a mapping. From :func:`~instax_async.webhooks.verify` it holds
+    exactly what was signed: numbers as JavaScript read them (``Decimal`` of the text
+    ``JSON.stringify`` writes, or ``int``; ``None`` for an overflow), top-level keys in the
+    signing order, no top-level ``__proto__``. From :func:`~instax_async.webhooks.parse` it is
+    the body as sent, with amounts as exact ``Decimal``.
+
+    >>> event.is_completed, event.withdraw_tx_id  # doctest: +SKIP
+    (True, 'wd_…')
+    """
+
+    webhook_id: str | None = None
+    transaction_id: str | None = None
+    reference: str | None = None
+    data: WebhookData = attrs.field(factory=WebhookData)
+    invoice_data: InvoiceData | None = None
+    created_at: datetime | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def status(self) -> TransactionStatus | str | None:
+        """The payment's status: ``data.status``, else the invoice's."""
+        if self.data.status is not None:
+            return self.data.status
+        return self.invoice_data.status if self.invoice_data is not None else None
+
+    @property
+    def is_completed(self) -> bool:
+        """True when the payment completed."""
+        return self.status == TransactionStatus.COMPLETED
+
+    @property
+    def is_failed(self) -> bool:
+        """True when the payment failed."""
+        return self.status == TransactionStatus.FAILED
+
+    @property
+    def session_id(self) -> str | None:
+        """The payment session's id (``data.sessionId``, else the invoice id)."""
+        if self.data.session_id:
+            return self.data.session_id
+        return self.invoice_data.invoice_id if self.invoice_data is not None else None
+
+    @property
+    def withdraw_tx_id(self) -> str | None:
+        """The payout's transaction id: what ``AsyncSession.blockchain_status`` takes."""
+        if self.invoice_data is not None and self.invoice_data.withdraw_tx_id:
+            return self.invoice_data.withdraw_tx_id
+        extra = self.data.additional_data
+        wd_id = extra.get("wdId") if isinstance(extra, Mapping) else None
+        return wd_id if isinstance(wd_id, str) and wd_id else None
