@@ -17,8 +17,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
+from . import _poll_defaults as poll_defaults
 from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
+from ._poll_defaults import check_id
 from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from ._telemetry import telemetry
 from ._version import __version__
@@ -34,7 +36,6 @@ from .errors import (
 )
 from .models import PaymentSession
 from .payloads import SessionRequest
-from .polling import POLL_DEFAULTS, Clock, PollOptions, check_id, poll
 from .serialization import get_converter, loads
 from .transports.base import Request, Response, Transport, scrub_exception, secret_values
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from ._telemetry import Telemetry
     from .models import BlockchainStatus, SessionStatus
+    from .polling import Clock, PollOptions
     from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "NOT_GIVEN", "AsyncSession", "EventHook"]
@@ -428,10 +430,10 @@ class AsyncSession(AsyncResource):
         self,
         tx_id: str,
         *,
-        interval: float = POLL_DEFAULTS.interval,
-        max_interval: float = POLL_DEFAULTS.max_interval,
-        backoff: float = POLL_DEFAULTS.backoff,
-        timeout: float = POLL_DEFAULTS.timeout,
+        interval: float = poll_defaults.INTERVAL,
+        max_interval: float = poll_defaults.MAX_INTERVAL,
+        backoff: float = poll_defaults.BACKOFF,
+        timeout: float = poll_defaults.TIMEOUT,
         until: Callable[[BlockchainStatus], bool] | None = None,
     ) -> AsyncGenerator[BlockchainStatus, None]:
         """Poll a payout's blockchain status; yield each status that differs from the last.
@@ -450,6 +452,8 @@ class AsyncSession(AsyncResource):
                 print(status.status, status.hash)
         """
         tx_id = check_id(tx_id, "tx_id")
+        from .polling import PollOptions  # the poll engine loads with the first poll
+
         options = PollOptions(
             interval=interval, max_interval=max_interval, backoff=backoff, timeout=timeout
         )
@@ -476,10 +480,10 @@ class AsyncSession(AsyncResource):
         self,
         tx_id: str,
         *,
-        interval: float = POLL_DEFAULTS.interval,
-        max_interval: float = POLL_DEFAULTS.max_interval,
-        backoff: float = POLL_DEFAULTS.backoff,
-        timeout: float = POLL_DEFAULTS.timeout,
+        interval: float = poll_defaults.INTERVAL,
+        max_interval: float = poll_defaults.MAX_INTERVAL,
+        backoff: float = poll_defaults.BACKOFF,
+        timeout: float = poll_defaults.TIMEOUT,
         until: Callable[[BlockchainStatus], bool] | None = None,
     ) -> BlockchainStatus:
         """Poll until the payout has a hash (or ``until``), and return that final status.
@@ -551,10 +555,10 @@ class AsyncSession(AsyncResource):
         self,
         session_id: str,
         *,
-        interval: float = POLL_DEFAULTS.interval,
-        max_interval: float = POLL_DEFAULTS.max_interval,
-        backoff: float = POLL_DEFAULTS.backoff,
-        timeout: float = POLL_DEFAULTS.timeout,
+        interval: float = poll_defaults.INTERVAL,
+        max_interval: float = poll_defaults.MAX_INTERVAL,
+        backoff: float = poll_defaults.BACKOFF,
+        timeout: float = poll_defaults.TIMEOUT,
         until: Callable[[SessionStatus], bool] | None = None,
     ) -> AsyncGenerator[SessionStatus, None]:
         """Poll a session's status; yield each one that differs from the last.
@@ -564,6 +568,8 @@ class AsyncSession(AsyncResource):
         :meth:`poll_blockchain_status`.
         """
         url = self._session_status_url(check_id(session_id, "session_id"))
+        from .polling import PollOptions  # the poll engine loads with the first poll
+
         options = PollOptions(
             interval=interval, max_interval=max_interval, backoff=backoff, timeout=timeout
         )
@@ -589,6 +595,8 @@ class AsyncSession(AsyncResource):
         subject: str,
         attributes: Mapping[str, str],
     ) -> AsyncGenerator[T, None]:
+        from .polling import poll
+
         tel = self._active_telemetry()
         if tel is None:
             return poll(
@@ -615,6 +623,8 @@ class AsyncSession(AsyncResource):
         The span is made current only around each attempt: a generator's consumer may resume
         it from any context, so it cannot stay current across ``yield``.
         """
+        from .polling import poll
+
         span = tel.start_call("instax.poll", attributes)
         polls = 0
 
@@ -647,10 +657,10 @@ class AsyncSession(AsyncResource):
         self,
         session_id: str,
         *,
-        interval: float = POLL_DEFAULTS.interval,
-        max_interval: float = POLL_DEFAULTS.max_interval,
-        backoff: float = POLL_DEFAULTS.backoff,
-        timeout: float = POLL_DEFAULTS.timeout,
+        interval: float = poll_defaults.INTERVAL,
+        max_interval: float = poll_defaults.MAX_INTERVAL,
+        backoff: float = poll_defaults.BACKOFF,
+        timeout: float = poll_defaults.TIMEOUT,
         until: Callable[[SessionStatus], bool] | None = None,
     ) -> SessionStatus:
         """Poll until the session is ``completed`` or ``failed`` (or ``until``); return it.

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 import attrs
 
+from ._poll_defaults import BACKOFF, INTERVAL, MAX_INTERVAL, TIMEOUT, check_id
 from ._retry_rules import parse_retry_after
 from .errors import (
     APIConnectionError,
@@ -41,7 +42,7 @@ from .errors import (
     ValidationError,
 )
 
-__all__ = ["POLL_DEFAULTS", "PollOptions", "poll"]
+__all__ = ["POLL_DEFAULTS", "PollOptions", "check_id", "poll"]
 
 logger = logging.getLogger("instax_async")
 
@@ -95,16 +96,6 @@ def _check_seconds(
         _number(attribute.name, value, accepted=" (seconds)")
 
 
-def check_id(value: object, field: str) -> str:
-    """``value`` as a non-empty id string, or :class:`~instax_async.ValidationError`."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            f"{field}: expected a non-empty string such as 'wd_…' or 'ps_…', got {value!r}",
-            field=field,
-        )
-    return value
-
-
 @attrs.frozen
 class PollOptions:
     """How a poll paces itself: the options every ``poll_…`` / ``wait_for_…`` method takes.
@@ -117,13 +108,13 @@ class PollOptions:
     """
 
     #: Seconds to wait after the first answer.
-    interval: float = attrs.field(default=2.0, validator=_check_seconds)
+    interval: float = attrs.field(default=INTERVAL, validator=_check_seconds)
     #: The longest wait between two attempts.
-    max_interval: float = attrs.field(default=30.0, validator=_check_seconds)
+    max_interval: float = attrs.field(default=MAX_INTERVAL, validator=_check_seconds)
     #: Each wait is the previous one times this (>= 1; 1 polls at a steady ``interval``).
-    backoff: float = attrs.field(default=1.5, validator=_check_seconds)
+    backoff: float = attrs.field(default=BACKOFF, validator=_check_seconds)
     #: Seconds the whole poll may take: one deadline across every attempt and wait.
-    timeout: float = attrs.field(default=600.0, validator=_check_seconds)
+    timeout: float = attrs.field(default=TIMEOUT, validator=_check_seconds)
 
     def __attrs_post_init__(self) -> None:
         if self.max_interval < self.interval:

@@ -165,12 +165,14 @@ def test_the_client_and_a_request_load_no_cattrs_until_a_model_is_structured() -
 
 
 def test_the_client_import_builds_nothing_a_client_does_not_need_yet() -> None:
-    # The webhook and status models, RetryPolicy, jsjson and MockTransport load on first use.
+    # The webhook and status models, RetryPolicy, jsjson, MockTransport and the poll engine
+    # (PollOptions) load on first use.
     code = (
         "import sys\n"
         "from instax_async import AsyncSession, SessionRequest\n"
         "lazy = ['instax_async._webhook_models', 'instax_async._status_models',\n"
-        "        'instax_async.retry', 'instax_async.jsjson', 'instax_async.transports.mock']\n"
+        "        'instax_async.retry', 'instax_async.jsjson', 'instax_async.transports.mock',\n"
+        "        'instax_async.polling']\n"
         "print([name for name in lazy if name in sys.modules])\n"
     )
     result = subprocess.run(

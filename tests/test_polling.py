@@ -1212,3 +1212,22 @@ async def test_among_due_watches_the_oldest_is_polled_first(fake: FakeTime) -> N
     # first poll came before any second one (a, b, c, a, b, c). The same 6 requests.
     assert asked == ["a", "b", "a", "b", "c", "c"]
     assert done == ["a", "b", "c"]
+
+
+def test_every_poll_method_defaults_to_poll_options_defaults() -> None:
+    import inspect
+
+    from instax_async import AsyncSession, BlockchainPoller
+    from instax_async.polling import POLL_DEFAULTS
+
+    methods = (
+        AsyncSession.poll_blockchain_status,
+        AsyncSession.wait_for_blockchain_hash,
+        AsyncSession.poll_session_status,
+        AsyncSession.wait_for_session,
+        BlockchainPoller.__init__,
+    )
+    for method in methods:
+        parameters = inspect.signature(method).parameters
+        for name in ("interval", "max_interval", "backoff", "timeout"):
+            assert parameters[name].default == getattr(POLL_DEFAULTS, name), (method, name)
