@@ -382,3 +382,31 @@ async def test_transport_errors_are_plain_instax_errors_never_retried() -> None:
         with pytest.raises(InstaxError, match="wrong loop"):
             await client.blockchain_status("wd_1")
     assert calls == [1]
+
+
+def test_requests_and_responses_are_immutable_values() -> None:
+    import copy
+    import pickle
+
+    import attrs
+
+    request = Request("POST", "http://api.test/x", {"x-api-key": KEY}, b"{}", 30.0)
+    same = Request(
+        method="POST", url="http://api.test/x", headers={"x-api-key": KEY}, content=b"{}",
+        timeout=30.0,
+    )  # fmt: skip
+    assert request == same
+    assert request != Request("GET", "http://api.test/x", {}, b"", 30.0)
+    assert request != ("POST", "http://api.test/x", {"x-api-key": KEY}, b"{}", 30.0)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        request.url = "http://elsewhere.test"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del request.url  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(request)) == request == copy.deepcopy(request)
+    assert KEY not in repr(request) and "'<redacted>'" in repr(request)
+    response = Response(status=200, headers=(("a", "b"),), content=b"x")  # type: ignore[arg-type]
+    assert hash(response) == hash(Response(200, (("a", "b"),), b"x"))  # type: ignore[arg-type]
+    assert (
+        repr(Response(201, {"a": "b"}, b""))
+        == "Response(status=201, headers={'a': 'b'}, content=b'')"
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
@@ -79,32 +79,95 @@ def _headers_repr(headers: object) -> str:
     return repr(redacted_headers(headers))
 
 
-@attrs.frozen(slots=True)
-class Request:
+_set = object.__setattr__
+
+
+class _Value:
+    """An immutable value with slots: equal by its fields, hashable when they are, read-only
+    (:class:`attrs.exceptions.FrozenInstanceError`), picklable, with a ``repr`` naming each
+    field. Written out once rather than generated per class, so importing the transports
+    compiles no code."""
+
+    __slots__ = ()
+    #: The fields, in order (the slots of the subclass).
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise attrs.exceptions.FrozenInstanceError
+
+    def __delattr__(self, name: str) -> None:
+        raise attrs.exceptions.FrozenInstanceError
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, *self._values()))
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return self.__class__, self._values()
+
+    def _field_repr(self, name: str, value: object) -> str:
+        return repr(value)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={self._field_repr(name, getattr(self, name))}" for name in self._fields
+        )
+        return f"{type(self).__name__}({fields})"
+
+
+class Request(_Value):
     """An HTTP request as the client hands it to a transport.
 
     ``timeout`` is the number of seconds this one attempt may take, connection included. The
     ``repr`` shows ``<redacted>`` for the values of secret headers (:data:`SECRET_HEADERS`).
+    Immutable: build a new one to change a field.
     """
 
+    _fields: ClassVar[tuple[str, ...]] = ("method", "url", "headers", "content", "timeout")
+    __slots__ = _fields
     method: str
     url: str
-    headers: Mapping[str, str] = attrs.field(repr=_headers_repr)
+    headers: Mapping[str, str]
     content: bytes
     timeout: float
 
+    def __init__(
+        self, method: str, url: str, headers: Mapping[str, str], content: bytes, timeout: float
+    ) -> None:
+        _set(self, "method", method)
+        _set(self, "url", url)
+        _set(self, "headers", headers)
+        _set(self, "content", content)
+        _set(self, "timeout", timeout)
 
-@attrs.frozen(slots=True)
-class Response:
+    def _field_repr(self, name: str, value: object) -> str:
+        return _headers_repr(value) if name == "headers" else repr(value)
+
+
+class Response(_Value):
     """An HTTP response as a transport hands it back: status, headers and the whole body.
 
     ``headers`` should look names up case-insensitively (aiohttp's and httpx's header mappings
-    do); a plain ``dict`` works when its keys are lower case.
+    do); a plain ``dict`` works when its keys are lower case. Immutable.
     """
 
+    _fields: ClassVar[tuple[str, ...]] = ("status", "headers", "content")
+    __slots__ = _fields
     status: int
     headers: Mapping[str, str]
     content: bytes
+
+    def __init__(self, status: int, headers: Mapping[str, str], content: bytes) -> None:
+        _set(self, "status", status)
+        _set(self, "headers", headers)
+        _set(self, "content", content)
 
 
 @runtime_checkable
