@@ -366,4 +366,6 @@ def dedupe_key(event: WebhookEvent) -> str:
     A redelivery of the same event has the same key; a new status of the same transaction
     (``pending`` then ``completed``) has a new one.
     """
-    return f"{event.webhook_id}|{event.transaction_id}|{event.status}"
+    # ``!s``: what the f-string would call for a status member (its str() is its value),
+    # without the Enum's __format__ around it.
+    return f"{event.webhook_id}|{event.transaction_id}|{event.status!s}"
