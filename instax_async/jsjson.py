@@ -127,8 +127,11 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
         return False
     # Quotes alternate open/close. Dropping two adjacent ones keeps that alternation, and
     # makes every string without a bracket in it disappear.
-    marks = marks.replace(b'""', b"")
-    if b'"' in marks:  # some string holds brackets: keep only what lies between the strings
+    if marks.count(b'""') * 2 == marks.count(b'"'):  # no string holds a bracket
+        marks = marks.translate(None, b'"')  # what dropping the pairs leaves: no quote
+    else:
+        marks = marks.replace(b'""', b"")
+        # some string holds brackets: keep only what lies between the strings
         marks = b"".join(marks.split(b'"')[::2])
     nesting = marks.translate(_AS_PARENTHESES)
     if b"(" * (limit + 1) in nesting:
@@ -559,13 +562,14 @@ def _signing_string_and_base(obj: dict[str, Any], secret: str) -> tuple[str, byt
 # ------------------------------------------------------------------------ verifying
 #
 # ``verify`` needs the signing string and, for the event, the value that string parses back to
-# with ``Decimal`` numbers. Most bodies give both from one parse: each number with a fraction or
-# an exponent is read straight into the ``Decimal`` of the text ``JSON.stringify`` writes for it
-# (an ``int`` when that text is an integer, ``None`` for an infinity), which the C encoder then
-# writes back as that very text, marked, in a string whose quotes and marks are removed. What
-# that path cannot handle (integers past 2**53, array-index keys in nested objects, nesting over
-# the limit, surrogates, the mark in the body) takes the general path: parse, :func:`stringify`,
-# parse the signed text back.
+# with ``Decimal`` numbers. Most bodies give both from one parse: each number is read straight
+# into the value its text in the signing string parses back to (the ``Decimal`` of the text
+# ``JSON.stringify`` writes for it, an ``int`` when that text is an integer, ``None`` for
+# ``null``), and the C encoder writes each such Decimal back as that very text, marked, in a
+# string whose quotes and marks are then removed. What that path cannot handle (array-index keys
+# in nested objects, which JavaScript moves to the front, nesting over the limit, surrogates,
+# the mark in the body) takes the general path: parse, :func:`stringify`, parse the signed text
+# back.
 
 
 def _number_text(value: float) -> str | None:
@@ -602,7 +606,20 @@ def _signed_number(text: str) -> Decimal | int | None:
             # many digits reads as the same double) and at least 0.000001: the double's
             # shortest text, which JavaScript writes plainly at that size.
             return Decimal(text)
-    written = _number_text(float(text))  # float() rounds correctly, as JavaScript reads
+    return _signed_value(_number_text(float(text)))  # float() rounds as JavaScript reads
+
+
+def _signed_integer(text: str) -> Decimal | int | None:
+    """:func:`_signed_number` of a JSON integer ``text``: itself up to 15 digits (exact as a
+    double), else what JavaScript holds: the nearest double, written as ``JSON.stringify``
+    writes it."""
+    if len(text) < 16:
+        return int(text)
+    return _signed_value(_number_text(float(text)))  # inf beyond the doubles: None
+
+
+def _signed_value(written: str | None) -> Decimal | int | None:
+    """The value ``JSON.stringify``'s text ``written`` parses back to (``None``: ``null``)."""
     if written is None:
         return None
     if "." in written or "e" in written:
@@ -611,7 +628,7 @@ def _signed_number(text: str) -> Decimal | int | None:
 
 
 _signed_decoder: Final = json.JSONDecoder(
-    parse_float=_signed_number, parse_constant=_reject_constant
+    parse_float=_signed_number, parse_int=_signed_integer, parse_constant=_reject_constant
 )
 _decode_signed: Final = _signed_decoder.decode
 # The decoder's scanner itself: a body that is one JSON value, without surrounding whitespace,
@@ -660,8 +677,6 @@ _MARK_OPEN: Final = '"' + _MARK
 _MARK_CLOSE: Final = _MARK + '"'
 
 _DIGITS_AS_ZEROS: Final = bytes.maketrans(b"123456789", b"000000000")
-# In compact JSON: an integer of 16 digits or more, which may lie past 2**53.
-_LONG_INTEGERS: Final = tuple(mark + b"0" * 16 for mark in (b":", b",", b"[", b"-"))
 # In compact JSON: an object key made of digits, which JavaScript may treat as an array index.
 _DIGITS_KEY: Final = re.compile(rb'[{,]"[0-9]+":')
 
@@ -713,15 +728,8 @@ def _signing_string_base_and_value(
         except UnicodeEncodeError:  # surrogates, escaped or joined: parse the text back
             text, payload = _fix_and_encode(text)
             value = None
-        mapped = payload.translate(_DIGITS_AS_ZEROS)
-        long_integers = _LONG_INTEGERS
-        if not (
-            long_integers[0] in mapped
-            or long_integers[1] in mapped
-            or long_integers[2] in mapped
-            or long_integers[3] in mapped
-            or (b'0":' in mapped and _DIGITS_KEY.search(payload) is not None)
-        ):
+        # A key ends with a digit: is one made of digits only?
+        if b'0":' not in payload.translate(_DIGITS_AS_ZEROS) or _DIGITS_KEY.search(payload) is None:
             return text, payload + b":" + _js_utf8(secret), value
         obj = _loads_for_signing(body)  # the general path
     text, base = _signing_string_and_base(obj, secret)

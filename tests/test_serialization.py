@@ -265,3 +265,33 @@ def test_structure_json_hands_other_classes_and_values_to_the_converter() -> Non
     assert structure_json({"name": "a"}, Required) == Required(name="a")
     with pytest.raises(Exception, match="Required"):
         structure_json({}, Required)
+
+
+@attrs.frozen(kw_only=True)
+class _Required:
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class _SelfFactory:
+    inner: _Required = attrs.field(default=attrs.Factory(lambda self: None, takes_self=True))
+
+
+@attrs.frozen(kw_only=True)
+class _Nested:
+    inner: _Required = attrs.field(factory=lambda: _Required(name="x"))
+
+
+@attrs.frozen(kw_only=True)
+class _OptionalNested:
+    inner: _Required | None = None
+
+
+@attrs.frozen(kw_only=True)
+class _Listed:
+    items: list[str] | None = None
+
+
+@pytest.mark.parametrize("cls", [_Required, _SelfFactory, _Nested, _OptionalNested, _Listed])
+def test_classes_the_builder_does_not_take(cls: type[Any]) -> None:
+    assert serialization._fast_builder(cls) is None
