@@ -606,7 +606,14 @@ def _signed_number(text: str) -> Decimal | int | None:
             # many digits reads as the same double) and at least 0.000001: the double's
             # shortest text, which JavaScript writes plainly at that size.
             return Decimal(text)
-    return _signed_value(_number_text(float(text)))  # float() rounds as JavaScript reads
+    value = float(text)  # correctly rounded, as JavaScript reads the same text
+    if -1e16 < value < 1e16:
+        if value % 1.0:
+            # repr's digits are JavaScript's (the shortest that read back as the double), and
+            # a Decimal keeps digits and exponent, not the notation they were written in.
+            return Decimal(repr(value))
+        return int(value)  # JavaScript writes the integer (0 for -0)
+    return _signed_value(_number_text(value))
 
 
 def _signed_integer(text: str) -> Decimal | int | None:
@@ -644,14 +651,17 @@ _MARK: Final = "\x7f"
 
 def _marked_encoder() -> Callable[..., Iterable[str]]:
     """The chunks of the compact JSON of a value, each ``Decimal`` as a marked string of its
-    text (``format(Decimal(text), "g") == text`` for every text ``JSON.stringify`` writes with
-    a fraction or an exponent): the stdlib's C encoder, made once, where there is one."""
+    ``str()``: the stdlib's C encoder, made once, where there is one.
+
+    For every text ``JSON.stringify`` writes with a fraction or an exponent, ``str(Decimal(text))``
+    is that text but for the exponent's letter, ``E`` (see :data:`_UPPER_EXPONENT`).
+    """
     options: dict[str, Any] = {
         "ensure_ascii": False,
         "separators": (",", ":"),
         "check_circular": False,
         "allow_nan": False,
-        "default": f"{_MARK}{{:g}}{_MARK}".format,
+        "default": f"{_MARK}{{!s}}{_MARK}".format,
     }
     encoder = json.JSONEncoder(**options)
     make = getattr(json.encoder, "c_make_encoder", None)
@@ -673,6 +683,8 @@ def _marked_encoder() -> Callable[..., Iterable[str]]:
 
 
 _marked_chunks: Final = _marked_encoder()
+# The exponent of a marked Decimal's str(): JavaScript writes its letter in lowercase.
+_UPPER_EXPONENT: Final = re.compile("E([-+][0-9]+" + _MARK + '")')
 _MARK_OPEN: Final = '"' + _MARK
 _MARK_CLOSE: Final = _MARK + '"'
 
@@ -721,6 +733,8 @@ def _signing_string_base_and_value(
     if signed:
         ordered = sort_top_level(obj)
         text = "".join(_marked_chunks(ordered, 0))
+        if "E-" in text or "E+" in text:  # maybe a number with an exponent
+            text = _UPPER_EXPONENT.sub(r"e\1", text)
         text = text.replace(_MARK_OPEN, "").replace(_MARK_CLOSE, "")
         value: dict[str, Any] | None = ordered
         try:
