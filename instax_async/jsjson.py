@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import operator
 import re
 import secrets
@@ -572,27 +573,6 @@ def _signing_string_and_base(obj: dict[str, Any], secret: str) -> tuple[str, byt
 # back.
 
 
-def _number_text(value: float) -> str | None:
-    """ECMAScript ``Number::toString(value)``, or ``None`` for NaN and the infinities."""
-    if -1e16 < value < 1e16 and not value % 1.0:
-        return str(int(value))  # integral and exact: plain digits (and 0 for -0.0)
-    text = repr(value)
-    if "e" not in text:
-        return None if "n" in text else text  # nan, inf, -inf
-    mantissa, _, exponent_text = text.partition("e")
-    if exponent_text in _PLAIN_SMALL:  # JavaScript: 0.00000ddd
-        digits = mantissa.replace(".", "")
-        if value < 0:
-            return "-" + _PLAIN_SMALL[exponent_text] + digits[1:]
-        return _PLAIN_SMALL[exponent_text] + digits
-    if exponent_text in _SHORT_EXPONENT:  # JavaScript: unpadded exponent, e.g. 1e-7
-        return mantissa + _SHORT_EXPONENT[exponent_text]
-    if exponent_text in _PLAIN_LARGE:  # JavaScript: the digits and zeros, an integer
-        digits = mantissa.replace(".", "")
-        return digits + "0" * (_PLAIN_LARGE[exponent_text] - len(digits.lstrip("-")))
-    return text  # the same exponent notation in both languages
-
-
 def _signed_number(text: str) -> Decimal | int | None:
     """The value the JSON number ``text`` (with a fraction or an exponent) has once signed.
 
@@ -606,32 +586,32 @@ def _signed_number(text: str) -> Decimal | int | None:
             # many digits reads as the same double) and at least 0.000001: the double's
             # shortest text, which JavaScript writes plainly at that size.
             return Decimal(text)
-    value = float(text)  # correctly rounded, as JavaScript reads the same text
+    return _signed_double(float(text))  # correctly rounded, as JavaScript reads the text
+
+
+def _signed_integer(text: str) -> Decimal | int | None:
+    """:func:`_signed_number` of a JSON integer ``text``: itself up to 15 digits (exact as a
+    double), else what JavaScript holds, the nearest double (infinite beyond them)."""
+    if len(text) < 16:
+        return int(text)
+    return _signed_double(float(text))
+
+
+def _signed_double(value: float) -> Decimal | int | None:
+    """The value ``JSON.stringify``'s text for the double ``value`` parses back to."""
     if -1e16 < value < 1e16:
         if value % 1.0:
             # repr's digits are JavaScript's (the shortest that read back as the double), and
             # a Decimal keeps digits and exponent, not the notation they were written in.
             return Decimal(repr(value))
         return int(value)  # JavaScript writes the integer (0 for -0)
-    return _signed_value(_number_text(value))
-
-
-def _signed_integer(text: str) -> Decimal | int | None:
-    """:func:`_signed_number` of a JSON integer ``text``: itself up to 15 digits (exact as a
-    double), else what JavaScript holds: the nearest double, written as ``JSON.stringify``
-    writes it."""
-    if len(text) < 16:
-        return int(text)
-    return _signed_value(_number_text(float(text)))  # inf beyond the doubles: None
-
-
-def _signed_value(written: str | None) -> Decimal | int | None:
-    """The value ``JSON.stringify``'s text ``written`` parses back to (``None``: ``null``)."""
-    if written is None:
-        return None
-    if "." in written or "e" in written:
-        return Decimal(written)
-    return int(written)
+    if not math.isfinite(value):
+        return None  # JavaScript writes null
+    if -1e21 < value < 1e21:  # JavaScript writes the shortest digits, then zeros: an integer
+        mantissa, _, exponent = repr(value).partition("e")
+        digits = mantissa.replace(".", "")
+        return int(digits + "0" * (int(exponent) + 1 - len(digits.lstrip("-"))))
+    return Decimal(repr(value))  # the same digits and exponent as JavaScript's
 
 
 _signed_decoder: Final = json.JSONDecoder(
@@ -716,8 +696,7 @@ def _loads_for_verifying(body: bytes) -> tuple[Any, bool]:
         raise _nested_too_deep() from None
     except json.JSONDecodeError:
         raise
-    except ValueError:
-        # An integer literal longer than int() accepts (or a NaN literal): the general path.
+    except ValueError:  # a NaN or Infinity literal: the general path refuses it as always
         return _loads_for_signing(body), False
 
 
@@ -742,7 +721,8 @@ def _signing_string_base_and_value(
         except UnicodeEncodeError:  # surrogates, escaped or joined: parse the text back
             text, payload = _fix_and_encode(text)
             value = None
-        # A key ends with a digit: is one made of digits only?
+        # Array-index keys, which JavaScript moves to the front of their object, take the
+        # general path: first a quick test that no key ends with a digit, then the exact one.
         if b'0":' not in payload.translate(_DIGITS_AS_ZEROS) or _DIGITS_KEY.search(payload) is None:
             return text, payload + b":" + _js_utf8(secret), value
         obj = _loads_for_signing(body)  # the general path

@@ -36,7 +36,6 @@ __all__ = [
     "converter",  # noqa: F822 - made on first access, see __getattr__
     "dumps",
     "get_converter",
-    "structure_json",
     "encode_decimal",
     "encode_str",
     "loads",
@@ -247,6 +246,7 @@ class _Unexpected(Exception):
 
 
 _BUILDERS: dict[Any, Callable[[dict[str, Any]], Any] | None] = {}
+_STR_ANY = (str, Any)
 
 
 def _fast_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
@@ -326,15 +326,7 @@ def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
                 f"        if type({value}) is not str: raise UNEXPECTED",
                 f"        {value} = members{index}.get({value}, {value})",
             ]
-        elif (
-            len(inner) == 1
-            and get_origin(inner[0]) is dict
-            and get_args(inner[0])
-            == (
-                str,
-                Any,
-            )
-        ):
+        elif len(inner) == 1 and get_origin(inner[0]) is dict and get_args(inner[0]) == _STR_ANY:
             lines += [
                 f"    if {value} is not None:",
                 f"        if type({value}) is not dict: raise UNEXPECTED",
