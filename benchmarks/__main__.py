@@ -25,12 +25,26 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import import_time, instructions, poller, session_create, webhook_verify
+from . import (
+    import_time,
+    instructions,
+    poller,
+    session_create,
+    webhook_receiver,
+    webhook_verify,
+)
 from ._util import machine
 
 BENCHMARKS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (import_time, webhook_verify, session_create, instructions, poller)
+    for module in (
+        import_time,
+        webhook_verify,
+        session_create,
+        instructions,
+        webhook_receiver,
+        poller,
+    )
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -106,7 +106,9 @@ def make_app(pending_polls: int = 1) -> web.Application:
     return app
 
 
-async def _serve(port: int, pending_polls: int, max_seconds: float) -> None:
+async def serve(app: web.Application, port: int, max_seconds: float) -> None:
+    """Serve ``app`` on ``HOST:port``, print the bound port, and stop on SIGTERM/SIGINT, on EOF
+    of stdin or after ``max_seconds`` (what every benchmark server process does)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -127,7 +129,7 @@ async def _serve(port: int, pending_polls: int, max_seconds: float) -> None:
     # /dev/null and the like cannot be watched: then only signals and --max-seconds stop it
     with contextlib.suppress(OSError, ValueError, NotImplementedError):
         loop.add_reader(stdin, on_stdin)
-    runner = web.AppRunner(make_app(pending_polls), access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, HOST, port, backlog=1024)
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pending-polls", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=900.0, help="exit after this long")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port, args.pending_polls, args.max_seconds))
+    asyncio.run(serve(make_app(args.pending_polls), args.port, args.max_seconds))
 
 
 class ServerProcess:
@@ -157,22 +159,30 @@ class ServerProcess:
 
         with ServerProcess() as server:
             ...  # server.url is http://127.0.0.1:<port>
+
+    ``module`` names another server module with the same command line (``--port``,
+    ``--max-seconds``; the stand-in server also takes ``--pending-polls``) and protocol.
     """
 
     def __init__(
-        self, *, pending_polls: int = 1, max_seconds: float = 900.0, start_timeout: float = 20.0
+        self,
+        *,
+        pending_polls: int = 1,
+        max_seconds: float = 900.0,
+        start_timeout: float = 20.0,
+        module: str = "benchmarks.server",
     ) -> None:
         self._args = [
             sys.executable,
             "-m",
-            "benchmarks.server",
+            module,
             "--port",
             "0",
-            "--pending-polls",
-            str(pending_polls),
             "--max-seconds",
             str(max_seconds),
         ]
+        if module == "benchmarks.server":
+            self._args += ["--pending-polls", str(pending_polls)]
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self.url = ""

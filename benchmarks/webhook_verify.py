@@ -36,8 +36,8 @@ from ._util import REPO_ROOT, median
 
 NAME = "webhook_verify"
 TITLE = "Webhook verification (µs per call)"
-#: verify() may cost at most this many times the naive check (issue 6).
-TARGET_RATIO = 3.0
+#: verify() may cost at most this many times the naive check, per payload (issue 15).
+TARGETS = {"documented": 2.0, "64 KiB": 1.5}
 
 SECRET = "test-webhook-secret"
 
@@ -175,8 +175,8 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
                 / timings["naive"]["median_us"],
                 3,
             ),
-            "target": TARGET_RATIO,
-            "meets_target": ratio <= TARGET_RATIO,
+            "target": TARGETS[label],
+            "meets_target": ratio <= TARGETS[label],
         }
         log(f"  {NAME}: {label} done")
     return {
@@ -218,7 +218,7 @@ def markdown(result: dict[str, Any]) -> str:
         payload = result["payloads"][label]
         verdict = "meets" if payload["meets_target"] else "misses"
         ratios.append(
-            f"{payload['ratio_verify_over_naive']:.2f} ({verdict} target ≤ {TARGET_RATIO:g})"
+            f"{payload['ratio_verify_over_naive']:.2f} ({verdict} ≤ {payload['target']:.1f})"
         )
     lines.append("| **verify / naive** | " + " | ".join(ratios) + " |")
     matches = [

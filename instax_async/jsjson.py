@@ -24,11 +24,14 @@ Everything here is synchronous, pure and only depends on the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import operator
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from decimal import Decimal
 from itertools import accumulate, count
 from typing import Any, Final
 
@@ -115,6 +118,8 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
             return False
         # Brackets, quotes and backslashes are ASCII: no other UTF-8 character contains them.
         data = data.encode("utf-8", "surrogatepass")
+    elif data.count(b"[") + data.count(b"{") <= limit:
+        return False
     if b"\\" in data:
         # Escapes, leftmost first as a parser reads them: each ``\\`` pair, then each ``\"``.
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
@@ -123,8 +128,11 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
         return False
     # Quotes alternate open/close. Dropping two adjacent ones keeps that alternation, and
     # makes every string without a bracket in it disappear.
-    marks = marks.replace(b'""', b"")
-    if b'"' in marks:  # some string holds brackets: keep only what lies between the strings
+    if marks.count(b'""') * 2 == marks.count(b'"'):  # no string holds a bracket
+        marks = marks.translate(None, b'"')  # what dropping the pairs leaves: no quote
+    else:
+        marks = marks.replace(b'""', b"")
+        # some string holds brackets: keep only what lies between the strings
         marks = b"".join(marks.split(b'"')[::2])
     nesting = marks.translate(_AS_PARENTHESES)
     if b"(" * (limit + 1) in nesting:
@@ -504,10 +512,17 @@ def sort_top_level(obj: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(obj, dict):
         raise TypeError(f"expected a JSON object (dict), not {type(obj).__name__}")
-    if not all(isinstance(key, str) for key in obj):
-        raise TypeError("JSON object keys must be str")
-    ordered = {key: obj[key] for key in sorted(obj, key=_utf16_key) if key != "__proto__"}
-    return _js_order(ordered)
+    try:
+        keys = "".join(obj)
+    except TypeError:
+        raise TypeError("JSON object keys must be str") from None
+    # Below U+D800, code points and UTF-16 code units order strings alike.
+    if keys.isascii() or max(keys) < "\ud800":
+        ordered = {key: obj[key] for key in sorted(obj) if key != "__proto__"}
+    else:
+        ordered = {key: obj[key] for key in sorted(obj, key=_utf16_key) if key != "__proto__"}
+    # Array-index keys start with a digit, so sort before ":".
+    return _js_order(ordered) if ordered and next(iter(ordered)) < ":" else ordered
 
 
 def signing_string(obj: dict[str, Any]) -> str:
@@ -543,3 +558,173 @@ def _signing_string_and_base(obj: dict[str, Any], secret: str) -> tuple[str, byt
     """:func:`signing_string` and :func:`signature_base` of ``obj``, from one serialization."""
     text, payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))
     return text, payload + b":" + _js_utf8(secret)
+
+
+# ------------------------------------------------------------------------ verifying
+#
+# ``verify`` needs the signing string and, for the event, the value that string parses back to
+# with ``Decimal`` numbers. Most bodies give both from one parse: each number is read straight
+# into the value its text in the signing string parses back to (the ``Decimal`` of the text
+# ``JSON.stringify`` writes for it, an ``int`` when that text is an integer, ``None`` for
+# ``null``), and the C encoder writes each such Decimal back as that very text, marked, in a
+# string whose quotes and marks are then removed. What that path cannot handle (array-index keys
+# in nested objects, which JavaScript moves to the front, nesting over the limit, surrogates,
+# the mark in the body) takes the general path: parse, :func:`stringify`, parse the signed text
+# back.
+
+
+def _signed_number(text: str) -> Decimal | int | None:
+    """The value the JSON number ``text`` (with a fraction or an exponent) has once signed.
+
+    That is the ``Decimal`` of the text ``JSON.stringify`` writes for the double JavaScript
+    reads, an ``int`` when that text is an integer, ``None`` when it is ``null`` (infinite).
+    """
+    if text[-1] != "0" and "e" not in text and "E" not in text:
+        digits = text.lstrip("-0.")
+        if len(digits) - ("." in digits) <= 15 and len(text) - len(digits) <= 7 + (text[0] == "-"):
+            # Plain, no trailing zero, 15 significant digits at most (so no other text of as
+            # many digits reads as the same double) and at least 0.000001: the double's
+            # shortest text, which JavaScript writes plainly at that size.
+            return Decimal(text)
+    return _signed_double(float(text))  # correctly rounded, as JavaScript reads the text
+
+
+def _signed_integer(text: str) -> Decimal | int | None:
+    """:func:`_signed_number` of a JSON integer ``text``: itself up to 15 digits (exact as a
+    double), else what JavaScript holds, the nearest double (infinite beyond them)."""
+    if len(text) < 16:
+        return int(text)
+    return _signed_double(float(text))
+
+
+def _signed_double(value: float) -> Decimal | int | None:
+    """The value ``JSON.stringify``'s text for the double ``value`` parses back to."""
+    if -1e16 < value < 1e16:
+        if value % 1.0:
+            # repr's digits are JavaScript's (the shortest that read back as the double), and
+            # a Decimal keeps digits and exponent, not the notation they were written in.
+            return Decimal(repr(value))
+        return int(value)  # JavaScript writes the integer (0 for -0)
+    if not math.isfinite(value):
+        return None  # JavaScript writes null
+    if -1e21 < value < 1e21:  # JavaScript writes the shortest digits, then zeros: an integer
+        mantissa, _, exponent = repr(value).partition("e")
+        digits = mantissa.replace(".", "")
+        return int(digits + "0" * (int(exponent) + 1 - len(digits.lstrip("-"))))
+    return Decimal(repr(value))  # the same digits and exponent as JavaScript's
+
+
+_signed_decoder: Final = json.JSONDecoder(
+    parse_float=_signed_number, parse_int=_signed_integer, parse_constant=_reject_constant
+)
+_decode_signed: Final = _signed_decoder.decode
+# The decoder's scanner itself: a body that is one JSON value, without surrounding whitespace,
+# needs nothing more (anything else goes through ``decode``, which says what is wrong).
+_scan_signed: Final[Callable[[str, int], tuple[Any, int]]] = getattr(
+    _signed_decoder, "scan_once", None
+) or (lambda text, _index: (_decode_signed(text), len(text)))
+
+# The mark around each Decimal's text: DEL, which the encoder writes as is (one character) and
+# which a body's strings hold only if the body has it raw or as an escape ``\u007f``.
+_MARK: Final = "\x7f"
+
+
+def _marked_encoder() -> Callable[..., Iterable[str]]:
+    """The chunks of the compact JSON of a value, each ``Decimal`` as a marked string of its
+    ``str()``: the stdlib's C encoder, made once, where there is one.
+
+    For every text ``JSON.stringify`` writes with a fraction or an exponent, ``str(Decimal(text))``
+    is that text but for the exponent's letter, ``E`` (see :data:`_UPPER_EXPONENT`).
+    """
+    options: dict[str, Any] = {
+        "ensure_ascii": False,
+        "separators": (",", ":"),
+        "check_circular": False,
+        "allow_nan": False,
+        "default": f"{_MARK}{{!s}}{_MARK}".format,
+    }
+    encoder = json.JSONEncoder(**options)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is not None:
+        with contextlib.suppress(TypeError):  # another signature: the stdlib's own way
+            chunks: Callable[..., Iterable[str]] = make(
+                None,
+                encoder.default,
+                json.encoder.encode_basestring,
+                None,
+                encoder.key_separator,
+                encoder.item_separator,
+                False,
+                False,
+                False,
+            )
+            return chunks
+    return encoder.iterencode  # pragma: no cover - Python built without the _json module
+
+
+_marked_chunks: Final = _marked_encoder()
+# The exponent of a marked Decimal's str(): JavaScript writes its letter in lowercase.
+_UPPER_EXPONENT: Final = re.compile("E([-+][0-9]+" + _MARK + '")')
+_MARK_OPEN: Final = '"' + _MARK
+_MARK_CLOSE: Final = _MARK + '"'
+
+_DIGITS_AS_ZEROS: Final = bytes.maketrans(b"123456789", b"000000000")
+# In compact JSON: an object key made of digits, which JavaScript may treat as an array index.
+_DIGITS_KEY: Final = re.compile(rb'[{,]"[0-9]+":')
+
+
+def _loads_for_verifying(body: bytes) -> tuple[Any, bool]:
+    """Parse a webhook body for :func:`~instax_async.webhooks.verify`; raises what
+    :func:`_loads_for_signing` raises.
+
+    Returns the value and whether its numbers were read as they are signed (see
+    :func:`_signed_number`); if not (the body nests deeper than :data:`MAX_JSON_DEPTH` levels,
+    or holds the mark), :func:`_loads_for_signing` read it.
+    """
+    text = _checked_text(body, measure=False)
+    if _MARK in text or "\\u007" in text or _too_deep(body, MAX_JSON_DEPTH):
+        return _loads_for_signing(body), False
+    try:
+        try:
+            value, end = _scan_signed(text, 0)
+        except StopIteration:  # leading whitespace, or not JSON
+            end = -1
+        if end != len(text):
+            value = _decode_signed(text)  # trailing whitespace, or what is wrong
+        return value, True
+    except RecursionError:  # only when the caller's own stack is already nearly exhausted
+        raise _nested_too_deep() from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # a NaN or Infinity literal: the general path refuses it as always
+        return _loads_for_signing(body), False
+
+
+def _signing_string_base_and_value(
+    obj: dict[str, Any], secret: str, signed: bool, body: bytes
+) -> tuple[str, bytes, dict[str, Any] | None]:
+    """:func:`_signing_string_and_base` of what :func:`_loads_for_verifying` read from ``body``
+    (``obj``, and whether its numbers are ``signed``), and the signing string parsed back with
+    ``Decimal`` numbers when ``obj`` already is that value (else ``None``).
+
+    Raises what :func:`_signing_string_and_base` raises.
+    """
+    if signed:
+        ordered = sort_top_level(obj)
+        text = "".join(_marked_chunks(ordered, 0))
+        if "E-" in text or "E+" in text:  # maybe a number with an exponent
+            text = _UPPER_EXPONENT.sub(r"e\1", text)
+        text = text.replace(_MARK_OPEN, "").replace(_MARK_CLOSE, "")
+        value: dict[str, Any] | None = ordered
+        try:
+            payload = text.encode("utf-8")
+        except UnicodeEncodeError:  # surrogates, escaped or joined: parse the text back
+            text, payload = _fix_and_encode(text)
+            value = None
+        # Array-index keys, which JavaScript moves to the front of their object, take the
+        # general path: first a quick test that no key ends with a digit, then the exact one.
+        if b'0":' not in payload.translate(_DIGITS_AS_ZEROS) or _DIGITS_KEY.search(payload) is None:
+            return text, payload + b":" + _js_utf8(secret), value
+        obj = _loads_for_signing(body)  # the general path
+    text, base = _signing_string_and_base(obj, secret)
+    return text, base, None

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
 
 import attrs
 
@@ -45,6 +45,7 @@ __all__ = [
 
 
 _CAMEL = re.compile(r"_([a-z0-9])")
+T = TypeVar("T")
 
 
 def wire_name(field: attrs.Attribute[Any]) -> str:
@@ -218,6 +219,145 @@ def __getattr__(name: str) -> Any:
     if name == "MAX_JSON_DEPTH":
         return _depth_check()[1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def structure_json(data: Any, cls: type[T]) -> T:
+    """``converter.structure(data, cls)`` for ``data`` parsed from JSON (keys are ``str``).
+
+    The same result, or the same exception, as the converter. A mapping whose every value has
+    the plain type its field expects is built by straight-line code generated once per class
+    (see :func:`_fast_builder`), without the converter's call per field; anything else (and any
+    class with a field of another type) is handed to the converter.
+    """
+    try:
+        build = _BUILDERS[cls]
+    except KeyError:
+        build = _fast_builder(cls)
+    if build is not None and type(data) is dict:
+        try:
+            result: T = build(data)
+            return result
+        except Exception:  # an unexpected value: the converter decides, and explains
+            pass
+    structured: T = get_converter().structure(data, cls)
+    return structured
+
+
+class _Unexpected(Exception):
+    """A value the generated builder leaves to the converter."""
+
+
+_BUILDERS: dict[Any, Callable[[dict[str, Any]], Any] | None] = {}
+_STR_ANY = (str, Any)
+
+
+def _fast_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
+    """:func:`_make_builder` of ``cls``, made once."""
+    try:
+        return _BUILDERS[cls]
+    except KeyError:
+        build = _BUILDERS[cls] = _make_builder(cls)
+        return build
+
+
+def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
+    """Straight-line code that builds ``cls`` from a JSON object as the converter does.
+
+    Each field must be optional (default ``None``) and ``str``, ``Decimal``, ``datetime``,
+    ``dict[str, Any]``, an :class:`OpenStrEnum` union or an attrs class, or an attrs class
+    whose default is a factory, or ``raw``; otherwise ``None`` (no builder). A value is taken
+    as the converter would take it when it is ``None`` or of the plain type (a ``str`` for a
+    ``datetime`` or an enum, a ``dict`` for a mapping or an attrs class); any other value
+    raises, and the caller asks the converter.
+    """
+    try:
+        hints = get_type_hints(cls)
+    except Exception:  # pragma: no cover - an annotation that does not resolve
+        return None
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "Decimal": Decimal,
+        "UNEXPECTED": _Unexpected,
+        "parse_datetime": parse_datetime,
+        "setattr": object.__setattr__,
+    }
+    lines = ["def build(o):", "    get = o.get"]
+    arguments = []
+    has_raw = False
+    for index, field in enumerate(attrs.fields(cls)):
+        if field.name == "raw":
+            has_raw = True
+            continue
+        value, key = f"v{index}", wire_name(field)
+        tp = hints[field.name]
+        args = set(get_args(tp))
+        optional = type(None) in args and field.default is None
+        inner = [a for a in args if a is not type(None)]
+        lines.append(f"    {value} = get({key!r})")
+        if isinstance(field.default, attrs.Factory) and attrs.has(tp):  # type: ignore[arg-type]
+            if field.default.takes_self:
+                return None
+            namespace[f"build{index}"] = _fast_builder(tp)
+            namespace[f"factory{index}"] = field.default.factory
+            if namespace[f"build{index}"] is None:
+                return None
+            lines += [
+                f"    if {value} is None:",
+                f"        if {key!r} in o: raise UNEXPECTED",
+                f"        {value} = factory{index}()",
+                f"    elif type({value}) is dict: {value} = build{index}({value})",
+                "    else: raise UNEXPECTED",
+            ]
+        elif not optional or len(inner) not in (1, 2):
+            return None
+        elif inner in ([str], [Decimal]):
+            lines.append(
+                f"    if {value} is not None and type({value}) is not {inner[0].__name__}:"
+                " raise UNEXPECTED"
+            )
+        elif inner == [datetime]:
+            lines.append(
+                f"    if {value} is not None: {value} = parse_datetime({value})"
+                f" if type({value}) is str else _unexpected()"
+            )
+        elif _is_open_union(tp) and str in inner:
+            enum_cls = next(a for a in inner if a is not str)
+            namespace[f"members{index}"] = enum_cls._value2member_map_
+            lines += [
+                f"    if {value} is not None:",
+                f"        if type({value}) is not str: raise UNEXPECTED",
+                f"        {value} = members{index}.get({value}, {value})",
+            ]
+        elif len(inner) == 1 and get_origin(inner[0]) is dict and get_args(inner[0]) == _STR_ANY:
+            lines += [
+                f"    if {value} is not None:",
+                f"        if type({value}) is not dict: raise UNEXPECTED",
+                f"        {value} = dict({value})",
+            ]
+        elif len(inner) == 1 and attrs.has(inner[0]):
+            namespace[f"build{index}"] = _fast_builder(inner[0])
+            if namespace[f"build{index}"] is None:
+                return None
+            lines += [
+                f"    if {value} is not None:",
+                f"        if type({value}) is not dict: raise UNEXPECTED",
+                f"        {value} = build{index}({value})",
+            ]
+        else:
+            return None
+        arguments.append(f"{field.name}={value}")
+    lines.append(f"    result = cls({', '.join(arguments)})")
+    if has_raw:
+        lines.append("    setattr(result, 'raw', o)")
+    lines.append("    return result")
+    namespace["_unexpected"] = _raise_unexpected
+    exec("\n".join(lines), namespace)
+    build: Callable[[dict[str, Any]], Any] = namespace["build"]
+    return build
+
+
+def _raise_unexpected() -> Any:
+    raise _Unexpected
 
 
 _dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode

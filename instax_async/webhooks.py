@@ -32,7 +32,7 @@ from typing import Any
 from . import jsjson
 from .errors import ValidationError, WebhookVerificationError
 from .models import WebhookEvent
-from .serialization import MAX_JSON_DEPTH, dumps, get_converter
+from .serialization import MAX_JSON_DEPTH, dumps, get_converter, structure_json
 from .serialization import loads as loads_exact
 
 __all__ = [
@@ -181,8 +181,9 @@ def verify(
     :raises ValidationError: ``max_age``, ``now`` or ``max_body`` is not acceptable (checked
         first, whatever the body).
     """
-    window = _max_age(max_age)
-    _check_now(now)
+    window = None if max_age is None else _max_age(max_age)
+    if now is not None:
+        _check_now(now)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
         raise ValidationError(
             f"max_body: expected a number of bytes >= 0, got {max_body!r}", field="max_body"
@@ -215,7 +216,7 @@ def verify(
         )
     try:
         try:
-            obj = jsjson._loads_for_signing(raw)
+            obj, signed_numbers = jsjson._loads_for_verifying(raw)
         except ValueError as exc:
             raise _failure(
                 VerificationFailure.INVALID_BODY,
@@ -224,7 +225,9 @@ def verify(
         if not isinstance(obj, dict):
             raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
         try:
-            signed, base = jsjson._signing_string_and_base(obj, secret)
+            signed, base, value = jsjson._signing_string_base_and_value(
+                obj, secret, signed_numbers, raw
+            )
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
             raise _failure(
                 VerificationFailure.INVALID_BODY,
@@ -236,9 +239,10 @@ def verify(
                 VerificationFailure.SIGNATURE_MISMATCH,
                 f"the {SIGNATURE_HEADER} header does not match the body and secret",
             )
-        # The event is read from the signed text itself, never from the body again.
+        # The event is read from the signed text itself, never from the body again: ``value``,
+        # when there is one, is what that text parses back to.
         try:
-            event = _structure(_signed_json(signed))
+            event = _structure(_signed_json(signed) if value is None else value)
         except ValidationError as exc:
             raise _failure(VerificationFailure.INVALID_BODY, str(exc)) from None
         if window is not None:
@@ -320,24 +324,28 @@ def parse(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
         deeper than :data:`~instax_async.serialization.MAX_JSON_DEPTH` levels).
     """
     if isinstance(body, Mapping):
-        data: Any = body
-    else:
-        try:
-            data = loads_exact(body)
-        except ValueError as exc:
-            raise ValidationError(f"body: not valid JSON ({exc})", field="body") from None
+        return _structure(body, from_json=False)
+    try:
+        data = loads_exact(body)
+    except ValueError as exc:
+        raise ValidationError(f"body: not valid JSON ({exc})", field="body") from None
     return _structure(data)
 
 
-def _structure(data: Any) -> WebhookEvent:
-    if not isinstance(data, Mapping):
+def _structure(data: Any, *, from_json: bool = True) -> WebhookEvent:
+    """The event in ``data``: parsed from JSON (``str`` keys only) unless ``from_json`` is
+    false, when the converter takes it whatever it holds."""
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise ValidationError("body: the webhook must be a JSON object", field="body")
-    converter = get_converter()  # imports cattrs
-    import cattrs
-
     try:
-        return converter.structure(data, WebhookEvent)
-    except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as exc:
+        if from_json:
+            return structure_json(data, WebhookEvent)
+        return get_converter().structure(data, WebhookEvent)
+    except Exception as exc:
+        import cattrs  # loaded already: the converter raised
+
+        if not isinstance(exc, (cattrs.BaseValidationError, ValueError, TypeError, AttributeError)):
+            raise
         detail = "; ".join(_describe(exc)) or str(exc)
         raise ValidationError(
             f"body: not shaped like an InstaXchange webhook ({detail})", field="body"
@@ -358,4 +366,6 @@ def dedupe_key(event: WebhookEvent) -> str:
     A redelivery of the same event has the same key; a new status of the same transaction
     (``pending`` then ``completed``) has a new one.
     """
-    return f"{event.webhook_id}|{event.transaction_id}|{event.status}"
+    # ``!s``: what the f-string would call for a status member (its str() is its value),
+    # without the Enum's __format__ around it.
+    return f"{event.webhook_id}|{event.transaction_id}|{event.status!s}"

@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from collections import OrderedDict
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -558,6 +560,34 @@ def _check_against_node(signer: NodeSigner, body: str, secret: str) -> None:
     parsed = loads(raw)
     assert signing_string(parsed) == expected["signing_string"]
     assert _md5(signature_base(parsed, secret)) == expected["signature"]
+    if isinstance(raw, bytes) and isinstance(parsed, dict):  # what verify() signs
+        base, value = _verify_path(raw, secret)
+        assert _md5(base) == expected["signature"]
+        _assert_same_json(value, json.loads(expected["signing_string"], parse_float=Decimal))
+
+
+def _verify_path(body: bytes, secret: str) -> tuple[bytes, Any]:
+    """The signature base and the event's value as ``webhooks.verify`` computes them."""
+    obj, signed = jsjson._loads_for_verifying(body)
+    text, base, value = jsjson._signing_string_base_and_value(obj, secret, signed, body)
+    return base, json.loads(text, parse_float=Decimal) if value is None else value
+
+
+def _assert_same_json(value: Any, expected: Any) -> None:
+    """Equal, with the same types (``int`` is not ``Decimal``) and the same key order."""
+    assert type(value) is type(expected), (value, expected)
+    if isinstance(expected, dict):
+        assert list(value) == list(expected)
+        for key in expected:
+            _assert_same_json(value[key], expected[key])
+    elif isinstance(expected, list):
+        assert len(value) == len(expected)
+        for item, expected_item in zip(value, expected, strict=True):
+            _assert_same_json(item, expected_item)
+    elif isinstance(expected, Decimal):
+        assert value.as_tuple() == expected.as_tuple()
+    else:
+        assert value == expected
 
 
 SPECIAL_CHARS = st.sampled_from(
@@ -707,3 +737,71 @@ def test_malformed_text_is_left_to_the_parser() -> None:
     assert jsjson._too_deep(text, MAX_JSON_DEPTH) is False
     with pytest.raises(ValueError):
         loads(text)
+
+
+# ------------------------------------------------- verify's one-parse path (no Node needed)
+
+
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    obj=OBJECTS,
+    secret=TEXT,
+    indent=st.sampled_from([None, None, 2]),
+    ensure_ascii=st.booleans(),
+)
+def test_the_verify_path_signs_and_reads_what_the_general_path_does(
+    obj: dict[str, Any], secret: str, indent: Any, ensure_ascii: bool
+) -> None:
+    try:
+        body = json.dumps(obj, ensure_ascii=ensure_ascii, indent=indent).encode("utf-8")
+    except UnicodeEncodeError:  # raw lone surrogates cannot be sent as UTF-8 bytes
+        return
+    parsed = jsjson._loads_for_signing(body)
+    text, base = jsjson._signing_string_and_base(parsed, secret)
+    assert _verify_path(body, secret) == (base, json.loads(text, parse_float=Decimal))
+    _assert_same_json(_verify_path(body, secret)[1], json.loads(text, parse_float=Decimal))
+
+
+NUMBER_LITERALS = st.from_regex(
+    r"\A-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?\Z", fullmatch=True
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(NUMBER_LITERALS)
+def test_each_number_is_read_as_the_text_javascript_writes_for_it(text: str) -> None:
+    value = _verify_path(('{"n":' + text + "}").encode(), "s")[1]["n"]
+    written = stringify(loads(text))
+    expected = json.loads(written, parse_float=Decimal)
+    _assert_same_json(value, expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":{"10":1,"2":2,"b":3}}',  # array-index keys in a nested object: JavaScript order
+        b'{"a":{"\\u0031":1,"b":2,"0":3}}',  # the same, escaped
+        b'{"a":[12345678901234567890,-9007199254740993]}',  # integers past 2**53
+        b'{"a":"x\x7fy","b":1.5e-7}',  # the mark, raw
+        b'{"a":"\\u007f","b":1.5e-7}',  # the mark, escaped
+        b'{"a":"\\ud83d\\ude00\\ud800","b":0.5}',  # surrogates, joined and lone
+        b'{"a":' + b"[" * 200 + b"]" * 200 + b"}",  # deeper than the limit
+        b'{"a":NaN}',
+        b'{"a":' + b"1" * 5000 + b"}",  # longer than int() reads
+        b' {"a":1.0} ',  # surrounding whitespace
+        b'{"a":1} x',
+    ],
+)
+def test_bodies_the_one_parse_path_leaves_to_the_general_path(body: bytes) -> None:
+    try:
+        parsed = jsjson._loads_for_signing(body)
+        expected: Any = jsjson._signing_string_and_base(parsed, "s")
+    except ValueError as exc:
+        with pytest.raises(type(exc), match="^" + re.escape(str(exc)) + "$"):
+            _verify_path(body, "s")
+        return
+    assert _verify_path(body, "s") == (expected[1], json.loads(expected[0], parse_float=Decimal))

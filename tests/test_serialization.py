@@ -3,12 +3,16 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from instax_async import serialization
+from instax_async.models import PaymentSession, WebhookEvent
 from instax_async.serialization import (
     MAX_JSON_DEPTH,
     OpenStrEnum,
@@ -16,6 +20,7 @@ from instax_async.serialization import (
     dumps,
     loads,
     parse_datetime,
+    structure_json,
 )
 
 
@@ -170,3 +175,136 @@ def test_loads_refuses_deep_nesting_only_past_the_limit() -> None:
     assert loads(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None
     with pytest.raises(ValueError, match="nested deeper"):
         loads(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
+
+
+# -- structure_json: the converter's result, built without a call per field -------------------
+
+_WIRE_VALUES = st.one_of(
+    st.none(),
+    st.text(max_size=5),
+    st.sampled_from(["completed", "failed", "pending", "weird", "2024-05-22T19:58:54.097Z"]),
+    st.sampled_from(["2024-05-22T19:58:54+02:00", "2024-05-22", "not a date", " 2024-05-22Z"]),
+    st.integers(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=4),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _webhook_objects(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(st.sampled_from(keys), _WIRE_VALUES, max_size=len(keys))
+
+
+_DATA_KEYS = [
+    "amountInFiat",
+    "fiatCurrency",
+    "amountInCrypto",
+    "cryptoCurrency",
+    "status",
+    "statusReason",
+    "walletAddress",
+    "additionalData",
+    "sessionId",
+    "createdAt",
+    "x",
+]
+_INVOICE_KEYS = [
+    "Email",
+    "Name",
+    "Credit_card_number",
+    "Invoice_ID",
+    "Status",
+    "Wallet_address",
+    "Details",
+    "Invoice_date",
+    "Deposit_tx_ID",
+    "Deposit_tx_amount",
+    "Deposit_tx_status",
+    "Withdraw_tx_ID",
+    "Withdraw_tx_amount",
+    "Withdraw_tx_status",
+]
+_EVENT_KEYS = ["webhookId", "transactionId", "reference", "createdAt", "raw", "y"]
+
+
+@st.composite
+def _webhooks(draw: st.DrawFn) -> dict[str, Any]:
+    event = draw(_webhook_objects(_EVENT_KEYS))
+    for key, keys in (("data", _DATA_KEYS), ("invoiceData", _INVOICE_KEYS)):
+        if draw(st.booleans()):
+            event[key] = draw(st.one_of(_webhook_objects(keys), _WIRE_VALUES))
+    return event
+
+
+def _outcome(function: Any, data: Any) -> Any:
+    try:
+        return function(data, WebhookEvent)
+    except Exception as exc:  # compared by type and text
+        return (type(exc), str(exc), [str(e) for e in getattr(exc, "exceptions", [])])
+
+
+@settings(max_examples=600, deadline=None)
+@given(_webhooks())
+def test_structure_json_builds_what_the_converter_builds(data: dict[str, Any]) -> None:
+    fast, slow = _outcome(structure_json, data), _outcome(converter.structure, data)
+    assert fast == slow
+    if isinstance(slow, WebhookEvent):
+        assert fast.raw is data and slow.raw is data
+        for name in ("data", "invoice_data"):
+            a, b = getattr(fast, name), getattr(slow, name)
+            assert repr(a) == repr(b)  # the same types, enum members and all
+            for field in attrs.fields(type(b)) if b is not None else ():
+                assert type(getattr(a, field.name)) is type(getattr(b, field.name))
+
+
+def test_structure_json_builds_the_documented_event_without_the_converter() -> None:
+    body = json.loads(
+        (Path(__file__).parent / "vectors" / "signatures.json").read_text(encoding="utf-8")
+    )[0]["body"]
+    data = json.loads(body, parse_float=Decimal)
+    assert structure_json(data, WebhookEvent) == converter.structure(data, WebhookEvent)
+    assert serialization._fast_builder(WebhookEvent) is not None
+    assert serialization._fast_builder(PaymentSession) is None  # a required field
+
+
+def test_structure_json_hands_other_classes_and_values_to_the_converter() -> None:
+    @attrs.frozen(kw_only=True)
+    class Required:
+        name: str
+
+    assert serialization._fast_builder(Required) is None
+    assert structure_json({"name": "a"}, Required) == Required(name="a")
+    with pytest.raises(Exception, match="Required"):
+        structure_json({}, Required)
+
+
+@attrs.frozen(kw_only=True)
+class _Required:
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class _SelfFactory:
+    inner: _Required = attrs.field(default=attrs.Factory(lambda self: None, takes_self=True))
+
+
+@attrs.frozen(kw_only=True)
+class _Nested:
+    inner: _Required = attrs.field(factory=lambda: _Required(name="x"))
+
+
+@attrs.frozen(kw_only=True)
+class _OptionalNested:
+    inner: _Required | None = None
+
+
+@attrs.frozen(kw_only=True)
+class _Listed:
+    items: list[str] | None = None
+
+
+@pytest.mark.parametrize("cls", [_Required, _SelfFactory, _Nested, _OptionalNested, _Listed])
+def test_classes_the_builder_does_not_take(cls: type[Any]) -> None:
+    assert serialization._fast_builder(cls) is None

@@ -356,11 +356,11 @@ def test_a_recursion_error_while_verifying_is_a_verification_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # only possible when the caller's own stack is nearly exhausted; simulated here
-    def exhausted(text: str) -> Any:
+    def exhausted(data: Any, cls: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
     key = BY_NAME["documented_completed"]["signature"]
-    monkeypatch.setattr(webhooks, "_signed_json", exhausted)
+    monkeypatch.setattr(webhooks, "structure_json", exhausted)  # the last step, once signed
     with pytest.raises(WebhookVerificationError) as info:
         verify(COMPLETED, key, SECRET)
     assert info.value.reason is VerificationFailure.INVALID_BODY

@@ -134,9 +134,11 @@ class WebhookReceiver:
 
         With OpenTelemetry, the delivery is a SERVER span ``instax.webhook.receive`` in which
         ``on_event`` runs, and counts in ``instax.webhooks.received`` by its answer's code.
+        While that would record nothing (no OpenTelemetry SDK configured: see
+        :meth:`~instax_async._telemetry.Telemetry.idle`), no telemetry call is made.
         """
         tel = telemetry()
-        if tel is None:
+        if tel is None or tel.idle():
             return await self._handle(body, signature, None)
         with tel.server_span("instax.webhook.receive") as span:
             outcome = await self._handle(body, signature, span)
@@ -162,7 +164,7 @@ class WebhookReceiver:
             span.set_attribute("instax.webhook.id", event.webhook_id)
             span.set_attribute("instax.webhook.status", str(event.status))
         outcome = await self._dispatch(event)
-        if outcome.status < 500:
+        if outcome.status < 500 and logger.isEnabledFor(logging.INFO):
             logger.info(
                 "webhook %s (%s): answered %d %s",
                 event.webhook_id,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -21,6 +22,11 @@ from ..webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER
 from ._receiver import EventHandler, WebhookReceiver
 
 __all__ = ["webhook_handler"]
+
+_OK = {"status": "ok"}
+_DUPLICATE = {"status": "duplicate"}
+_OK_TEXT = json.dumps(_OK)
+_DUPLICATE_TEXT = json.dumps(_DUPLICATE)
 
 
 async def read_bounded(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -66,7 +72,12 @@ def webhook_handler(
     async def handle(request: web.Request) -> web.Response:
         body = await read_bounded(request, receiver.max_body)
         outcome = await receiver.handle(body, request.headers.get(SIGNATURE_HEADER))
-        return web.json_response(outcome.body, status=outcome.status)
+        answer = outcome.body
+        # The two answers of a handled delivery, written once (as json_response writes them).
+        text = _OK_TEXT if answer == _OK else _DUPLICATE_TEXT if answer == _DUPLICATE else None
+        if text is None:
+            return web.json_response(answer, status=outcome.status)
+        return web.Response(text=text, status=outcome.status, content_type="application/json")
 
     handle.receiver = receiver  # type: ignore[attr-defined]
     return handle
