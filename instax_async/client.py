@@ -807,7 +807,9 @@ class AsyncSession(AsyncResource):
             outcome: Response | APIConnectionError
             try:
                 if hooks["request"]:
-                    await _run_hooks(hooks["request"], request)
+                    pending = _run_hooks(hooks["request"], request)
+                    if pending is not None:
+                        await pending
                 try:
                     if self._transport_times_out and self._shared.max_concurrency is None:
                         # the common case, without the two frames of _send_limited / _send_once
@@ -822,7 +824,9 @@ class AsyncSession(AsyncResource):
                     # not raised: a later ``raise`` outside any except block leaves no __context__
                     outcome = _transport_error(request, exc)
                 if hooks["response"] and isinstance(outcome, Response):
-                    await _run_hooks(hooks["response"], request, outcome)
+                    pending = _run_hooks(hooks["response"], request, outcome)
+                    if pending is not None:
+                        await pending
             except Exception as exc:
                 if started is not None:
                     self._record(request, retries, started, exc, span)
@@ -944,17 +948,39 @@ def _check_event_hooks(hooks: object) -> dict[str, list[EventHook]]:
     return checked
 
 
-async def _run_hooks(hooks: list[EventHook], *args: Any) -> None:
-    for hook in list(hooks):  # a hook may change the list it is in
+def _run_hooks(hooks: list[EventHook], *args: Any) -> Awaitable[None] | None:
+    """Call the hooks in order. Sync hooks run here, with no coroutine made for them; from
+    the first hook that returns an awaitable on, the rest run in the coroutine returned."""
+    remaining = list(hooks)  # a hook may change the list it is in
+    for index, hook in enumerate(remaining):
         try:
             result = hook(*args)
-            if result is not None and inspect.isawaitable(result):
-                await result
         except InstaxError:
             raise
         except Exception as exc:
-            name = getattr(hook, "__qualname__", type(hook).__name__)
-            raise InstaxError(f"event hook {name} raised {type(exc).__name__}: {exc}") from exc
+            raise _hook_error(hook, exc) from exc
+        if result is not None and inspect.isawaitable(result):
+            return _finish_hooks(hook, result, remaining[index + 1 :], args)
+    return None
+
+
+async def _finish_hooks(
+    hook: EventHook, result: Awaitable[Any], rest: list[EventHook], args: tuple[Any, ...]
+) -> None:
+    try:
+        await result
+    except InstaxError:
+        raise
+    except Exception as exc:
+        raise _hook_error(hook, exc) from exc
+    more = _run_hooks(rest, *args)
+    if more is not None:
+        await more
+
+
+def _hook_error(hook: EventHook, exc: Exception) -> InstaxError:
+    name = getattr(hook, "__qualname__", type(hook).__name__)
+    return InstaxError(f"event hook {name} raised {type(exc).__name__}: {exc}")
 
 
 def _raise_clean(error: APIConnectionError) -> NoReturn:

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -243,6 +244,41 @@ async def test_a_hook_raising_an_instax_error_is_not_retried_or_wrapped() -> Non
         with pytest.raises(APIConnectionError, match="refused by policy"):
             await client.create_session(REQUEST)
     assert calls == 1
+
+
+async def test_sync_and_async_hooks_mixed_run_in_order() -> None:
+    calls: list[str] = []
+
+    def sync(name: str) -> Callable[..., None]:
+        return lambda *args: calls.append(name)
+
+    def later(name: str) -> Callable[..., Awaitable[None]]:
+        async def hook(*args: Any) -> None:
+            await asyncio.sleep(0)
+            calls.append(name)
+
+        return hook
+
+    hooks = {
+        "request": [sync("a"), later("b"), sync("c"), later("d")],
+        "response": [later("e"), sync("f")],
+    }
+    async with mock_client(event_hooks=hooks) as client:
+        await client.create_session(REQUEST)
+    assert calls == ["a", "b", "c", "d", "e", "f"]
+
+
+async def test_an_async_hook_that_raises_aborts_the_call_and_later_hooks() -> None:
+    calls: list[str] = []
+
+    async def audit(request: Request) -> None:
+        raise KeyError("audit log unavailable")
+
+    hooks = {"request": [audit, lambda request: calls.append("after")]}
+    async with mock_client(event_hooks=hooks) as client:
+        with pytest.raises(InstaxError, match=r"event hook .*audit raised KeyError") as info:
+            await client.create_session(REQUEST)
+    assert isinstance(info.value.__cause__, KeyError) and calls == []
 
 
 @pytest.mark.parametrize(
