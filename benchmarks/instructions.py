@@ -9,7 +9,7 @@ prints the difference of the two instruction counts over the difference of the r
 client's instructions per request, with start-up, imports and warm-up cancelled out. Slow
 (valgrind runs Python some 50 times slower): ``python -m benchmarks`` runs it (the plain SDK,
 the hooks + WARNING row and bare aiohttp at concurrency 1 and 100) when valgrind is installed,
-and skips it in ``--quick`` runs. Repeated runs of one contender agree within about 1 %
+and skips it in ``--quick`` runs. Repeated runs of one contender agree within about 2 %
 (event-loop iterations depend on when the server's answers arrive).
 """
 
@@ -141,7 +141,8 @@ def markdown(result: dict[str, Any]) -> str:
         "outside valgrind), the difference between runs of "
         f"{params['large']} and {params['small']} requests after the same warm-up: "
         "start-up, imports and warm-up cancel out. The machine's load does not move these "
-        "counts; repeated runs agree within about 1 %.",
+        "counts; repeated runs of one contender agree within about 2 % (the event loop's "
+        "iterations depend on when the server's answers arrive).",
         "",
         "| concurrency | client | instructions/request | over bare aiohttp | over plain SDK |",
         "|---:|---|---:|---:|---:|",
