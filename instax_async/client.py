@@ -1016,17 +1016,9 @@ def _check_retry(retry: object, max_retries: object) -> RetryPolicy:
 
 
 def _read_only(headers: Mapping[str, str]) -> Mapping[str, str]:
-    kind = type(headers)
-    if kind in _READ_ONLY_TYPES:
-        return headers
     if isinstance(headers, MutableMapping):
         return MappingProxyType(headers)
-    if kind.__module__ in ("multidict._multidict", "multidict._multidict_py"):
-        _READ_ONLY_TYPES.add(kind)  # aiohttp's response headers: no ABC check next time
     return headers  # aiohttp's and httpx's own mappings are read-only or ours alone
-
-
-_READ_ONLY_TYPES: set[type] = set()
 
 
 def _path_of(url: str) -> str:

@@ -27,13 +27,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import operator
 import re
 import secrets
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from itertools import accumulate, count
 from typing import Any, Final
+
+from ._nesting import MAX_JSON_DEPTH, _too_deep
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -45,11 +45,6 @@ __all__ = [
 ]
 
 #: The deepest nesting of arrays and objects the SDK parses: ``[[1]]`` is 2 levels deep.
-#: Every JSON the SDK reads (API responses, webhook bodies, the sandbox's requests) is refused
-#: as invalid beyond it. Real bodies nest a handful of levels; 128 leaves ample room while
-#: keeping every recursive step (parsing, ``JSON.stringify``, the model converter) far from
-#: Python's recursion limit, however deep the caller's own stack already is.
-MAX_JSON_DEPTH: Final = 128
 
 #: Largest magnitude up to which every integer is exactly representable as a double.
 _MAX_SAFE: Final = 2**53
@@ -99,64 +94,6 @@ class _Pending:
 
 
 # --------------------------------------------------------------------------- parsing
-
-# Every byte except the five that shape the nesting: deleted before the depth is measured.
-_NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'"[]{}')
-# Both kinds of brackets as one: only the depth counts, and malformed text is refused later.
-_AS_PARENTHESES: Final = bytes.maketrans(b"[{]}", b"(())")
-
-
-def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
-    """Whether the JSON text ``data`` nests arrays and objects deeper than ``limit`` levels.
-
-    Brackets inside strings do not count. Linear time, in C-level operations only: a body with
-    few brackets is answered after one pass over it. Text that is not well-formed JSON may be
-    answered either way: the parser refuses it anyway.
-    """
-    if isinstance(data, str):
-        if data.count("[") + data.count("{") <= limit:
-            return False
-        # Brackets, quotes and backslashes are ASCII: no other UTF-8 character contains them.
-        data = data.encode("utf-8", "surrogatepass")
-    elif data.count(b"[") + data.count(b"{") <= limit:
-        return False
-    if b"\\" in data:
-        # Escapes, leftmost first as a parser reads them: each ``\\`` pair, then each ``\"``.
-        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    marks = data.translate(None, _NOT_STRUCTURE)
-    if len(marks) <= limit or marks.count(b"[") + marks.count(b"{") <= limit:
-        return False
-    # Quotes alternate open/close. Dropping two adjacent ones keeps that alternation, and
-    # makes every string without a bracket in it disappear.
-    if marks.count(b'""') * 2 == marks.count(b'"'):  # no string holds a bracket
-        marks = marks.translate(None, b'"')  # what dropping the pairs leaves: no quote
-    else:
-        marks = marks.replace(b'""', b"")
-        # some string holds brackets: keep only what lies between the strings
-        marks = b"".join(marks.split(b'"')[::2])
-    nesting = marks.translate(_AS_PARENTHESES)
-    if b"(" * (limit + 1) in nesting:
-        return True
-    # Peel the innermost pairs: each round lowers the depth by exactly one. A real body is
-    # gone after a few short rounds; a deep one stops when the work done reaches a few times
-    # its size (so the total stays linear), and what is left is measured.
-    rounds, budget = 0, 3 * len(nesting)
-    while nesting and rounds < limit and len(nesting) <= budget:
-        budget -= len(nesting)
-        peeled = nesting.replace(b"()", b"")
-        if len(peeled) == len(nesting):
-            return False  # malformed: the parser refuses it
-        nesting, rounds = peeled, rounds + 1
-    if not nesting:
-        return False  # gone after at most ``limit`` rounds
-    if rounds == limit:
-        return True  # still there after ``limit`` rounds
-    # After each ")", the depth is the "(" so far minus the ")" so far.
-    opens = accumulate(map(len, nesting.split(b")")))
-    deepest: int = max(map(operator.sub, opens, count()))
-    return deepest > limit - rounds
-
-
 def _parse_int(text: str) -> int | float:
     """Convert a JSON integer literal to the value a JavaScript number would hold."""
     if len(text) < 16:  # at most 15 digits: always below 2**53, exact as a double

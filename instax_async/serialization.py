@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_h
 
 import attrs
 
+from ._nesting import MAX_JSON_DEPTH, _too_deep
+
 if TYPE_CHECKING:
     import cattrs
 
-    from .jsjson import MAX_JSON_DEPTH
-
 __all__ = [
-    "MAX_JSON_DEPTH",  # jsjson's, loaded on first access: see __getattr__
+    "MAX_JSON_DEPTH",
     "OpenStrEnum",
     "converter",  # noqa: F822 - made on first access, see __getattr__
     "dumps",
@@ -213,11 +213,9 @@ def get_converter() -> cattrs.Converter:
 
 
 def __getattr__(name: str) -> Any:
-    # ``converter``, made on first access, and ``MAX_JSON_DEPTH``, jsjson's (PEP 562)
+    # ``converter``, made on first access (PEP 562)
     if name == "converter":
         return get_converter()
-    if name == "MAX_JSON_DEPTH":
-        return _depth_check()[1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -406,20 +404,6 @@ def _key(key: Any) -> str:
     return encode_str(key) if type(key) is str else _dumps_str(str(key))
 
 
-#: jsjson's depth check and limit, bound by the first :func:`loads`: importing the client does not
-#: load jsjson (nor the ``secrets`` and ``hmac`` modules it imports) before a JSON body is read.
-_depth: tuple[Callable[[str, int], bool], int] | None = None
-
-
-def _depth_check() -> tuple[Callable[[str, int], bool], int]:
-    global _depth
-    if _depth is None:
-        from .jsjson import MAX_JSON_DEPTH, _too_deep
-
-        _depth = (_too_deep, MAX_JSON_DEPTH)
-    return _depth
-
-
 def loads(content: bytes | str) -> Any:
     """Decode JSON with every non-integer number as an exact ``Decimal``.
 
@@ -435,11 +419,10 @@ def loads(content: bytes | str) -> Any:
             content = content.decode(json.detect_encoding(content), "surrogatepass")
     if content.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", content, 0)
-    too_deep, limit = _depth or _depth_check()
-    # a text of 2 * limit characters or fewer cannot nest deeper than limit
-    if len(content) > 2 * limit and too_deep(content, limit):
-        raise ValueError(f"invalid JSON: nested deeper than {limit} levels")
+    # a text of 2 * MAX_JSON_DEPTH characters or fewer cannot nest deeper
+    if len(content) > 2 * MAX_JSON_DEPTH and _too_deep(content, MAX_JSON_DEPTH):
+        raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return _decoder.decode(content)
     except RecursionError:  # only when the caller's own stack is already nearly exhausted
-        raise ValueError(f"invalid JSON: nested deeper than {limit} levels") from None
+        raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
