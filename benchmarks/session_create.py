@@ -108,8 +108,12 @@ class Contender(Protocol):
         """Close the client."""
 
 
-def _no_op_hook(*args: object) -> None:
-    """An event hook that does nothing (the cost measured is the SDK's, not the hook's)."""
+def _no_op_request_hook(request: object) -> None:
+    """A request hook that does nothing (the cost measured is the SDK's, not the hook's)."""
+
+
+def _no_op_response_hook(request: object, response: object) -> None:
+    """A response hook that does nothing."""
 
 
 class SdkContender:
@@ -122,7 +126,11 @@ class SdkContender:
         self.name = SDK_OTEL if otel else SDK_HOOKS if hooks else SDK
 
     async def start(self, base_url: str) -> None:
-        hooks = {"request": [_no_op_hook], "response": [_no_op_hook]} if self._hooks else None
+        hooks = (
+            {"request": [_no_op_request_hook], "response": [_no_op_response_hook]}
+            if self._hooks
+            else None
+        )
         self._client = AsyncSession(API_KEY, base_url=base_url, timeout=TIMEOUT, event_hooks=hooks)
         if self._otel:
             if self._client._telemetry is None:

@@ -838,6 +838,10 @@ class AsyncSession(AsyncResource):
             if started is not None:
                 self._record(request, retries, started, outcome, span)
             # the retry decision
+            if isinstance(outcome, Response):
+                status = outcome.status
+                if 200 <= status < 300:
+                    return outcome
             policy = self._retry
             max_retries = policy.max_retries if retry else 0
             if isinstance(outcome, APIConnectionError):
@@ -846,9 +850,6 @@ class AsyncSession(AsyncResource):
                 reason = str(outcome)
                 delay = policy.backoff(retries + 1)
             else:
-                status = outcome.status
-                if 200 <= status < 300:
-                    return outcome
                 retry_after = parse_retry_after(outcome.headers) if status in (429, 503) else None
                 if (
                     status
@@ -948,24 +949,33 @@ def _check_event_hooks(hooks: object) -> dict[str, list[EventHook]]:
     return checked
 
 
-def _run_hooks(hooks: list[EventHook], *args: Any) -> Awaitable[None] | None:
-    """Call the hooks in order. Sync hooks run here, with no coroutine made for them; from
-    the first hook that returns an awaitable on, the rest run in the coroutine returned."""
-    remaining = list(hooks)  # a hook may change the list it is in
-    for index, hook in enumerate(remaining):
+def _run_hooks(
+    hooks: Sequence[EventHook], request: Request, response: Response | None = None
+) -> Awaitable[None] | None:
+    """Call the hooks in order, with the request (and the response, for response hooks).
+    Sync hooks run here, with no coroutine made for them; from the first hook that returns an
+    awaitable on, the rest run in the coroutine returned."""
+    snapshot = tuple(hooks)  # a hook may change the list it is in
+    called = 0
+    for hook in snapshot:
+        called += 1  # noqa: SIM113 - cheaper than enumerate on every request
         try:
-            result = hook(*args)
+            result = hook(request) if response is None else hook(request, response)
         except InstaxError:
             raise
         except Exception as exc:
             raise _hook_error(hook, exc) from exc
         if result is not None and inspect.isawaitable(result):
-            return _finish_hooks(hook, result, remaining[index + 1 :], args)
+            return _finish_hooks(hook, result, snapshot[called:], request, response)
     return None
 
 
 async def _finish_hooks(
-    hook: EventHook, result: Awaitable[Any], rest: list[EventHook], args: tuple[Any, ...]
+    hook: EventHook,
+    result: Awaitable[Any],
+    rest: tuple[EventHook, ...],
+    request: Request,
+    response: Response | None,
 ) -> None:
     try:
         await result
@@ -973,9 +983,10 @@ async def _finish_hooks(
         raise
     except Exception as exc:
         raise _hook_error(hook, exc) from exc
-    more = _run_hooks(rest, *args)
-    if more is not None:
-        await more
+    if rest:
+        more = _run_hooks(rest, request, response)
+        if more is not None:
+            await more
 
 
 def _hook_error(hook: EventHook, exc: Exception) -> InstaxError:

@@ -281,6 +281,44 @@ async def test_an_async_hook_that_raises_aborts_the_call_and_later_hooks() -> No
     assert isinstance(info.value.__cause__, KeyError) and calls == []
 
 
+async def test_an_async_hook_raising_an_instax_error_is_not_wrapped() -> None:
+    async def policy(request: Request, response: Response) -> None:
+        raise APIConnectionError("refused by policy", connect_failed=True)
+
+    async with mock_client(event_hooks={"response": [policy]}) as client:
+        with pytest.raises(APIConnectionError, match="refused by policy"):
+            await client.create_session(REQUEST)
+
+
+async def test_hooks_get_the_request_and_the_response_and_a_snapshot_of_their_list() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def first(request: Request) -> None:
+        seen.append(("first", 1))
+        hooks["request"].remove(first)  # this call still runs the hooks it started with
+        hooks["request"].append(added)
+
+    async def second(request: Request) -> None:
+        assert isinstance(request, Request)
+        seen.append(("second", 1))
+
+    def added(request: Request) -> None:
+        seen.append(("added", 1))
+
+    def on_response(request: Request, response: Response) -> None:
+        assert isinstance(request, Request) and isinstance(response, Response)
+        seen.append(("response", 2))
+
+    async with mock_client(
+        event_hooks={"request": [first, second], "response": [on_response]}
+    ) as client:
+        hooks = client.event_hooks
+        await client.create_session(REQUEST)
+        assert seen == [("first", 1), ("second", 1), ("response", 2)]
+        await client.create_session(REQUEST)
+    assert seen[3:] == [("second", 1), ("added", 1), ("response", 2)]
+
+
 @pytest.mark.parametrize(
     ("hooks", "message"),
     [
