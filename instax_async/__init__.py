@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import importlib
+from os import environ as _environ
 from typing import TYPE_CHECKING, Any
 
-from ._logging import configure_from_env as _configure_logging
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -90,7 +90,11 @@ _LAZY: dict[str, str] = {
 }
 
 
-_configure_logging()  # INSTAX_LOG=debug|info|warning: a stderr handler; unset: none
+# INSTAX_LOG=debug|info|warning: a stderr handler; unset: none (nor its module, nor ``logging``)
+if _environ.get("INSTAX_LOG", "").strip():
+    from ._logging import configure_from_env as _configure_logging
+
+    _configure_logging()
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,6 @@ from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
 from ._poll_defaults import check_id
 from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
-from ._telemetry import telemetry
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -219,6 +218,8 @@ class AsyncSession(AsyncResource):
         self._transport_times_out = getattr(transport, "enforces_timeout", False) is True
         self._closed = False
         self._is_copy = False
+        from ._telemetry import telemetry  # loaded with the first client, not with this module
+
         self._telemetry = telemetry()
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         # None: the running loop's clock. Tests inject a fake one together with ``_sleep``.

@@ -19,9 +19,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-import attrs
+import attr  # the library ``attrs`` re-exports; see models.py
 
 from .errors import ValidationError
+from .models import _Compared
 from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 
 __all__ = [
@@ -267,33 +268,12 @@ def _known_or_text(value: object, enum_cls: type[OpenStrEnum], field: str) -> st
         return _utf8(value, field)
 
 
-# attrs converters must be named functions for type checkers to see the accepted input types.
 def _from_amount(value: object) -> Decimal | None:
     return None if value is None else to_amount_decimal(value, "from_amount")
 
 
 def _to_amount(value: object) -> Decimal | None:
     return None if value is None else to_amount_decimal(value, "to_amount")
-
-
-def _account_ref_id(value: object) -> str | None:
-    return _text(value, "account_ref_id")
-
-
-def _address(value: object) -> str | None:
-    return _text(value, "address")
-
-
-def _webhook_ref(value: object) -> str | None:
-    return _text(value, "webhook_ref")
-
-
-def _first_name(value: object) -> str | None:
-    return _text(value, "first_name")
-
-
-def _last_name(value: object) -> str | None:
-    return _text(value, "last_name")
 
 
 def _to_currency(value: object) -> str | None:
@@ -337,8 +317,12 @@ _OPTIONAL_FIELDS = frozenset(
 )
 
 
-@attrs.frozen(kw_only=True)
-class SessionRequest:
+#: ``object.__setattr__`` bound to an instance: how a frozen class sets its own fields.
+_setattr_of = object.__setattr__.__get__
+
+
+@attr.frozen(kw_only=True, init=False, repr=False, eq=False)
+class SessionRequest(_Compared):
     """What to ask InstaXchange for when creating a payment session.
 
     Build one with :meth:`sending` or :meth:`receiving`; the constructor applies the same rules.
@@ -361,21 +345,61 @@ class SessionRequest:
     Any rule broken raises :class:`~instax_async.ValidationError` naming the field.
     """
 
-    amount_direction: AmountDirection | None = attrs.field(default=None, converter=_direction)
-    from_currency: str | None = attrs.field(default=None, converter=_fiat_code)
-    to_currency: str | None = attrs.field(default=None, converter=_to_currency)
-    from_amount: Decimal | None = attrs.field(default=None, converter=_from_amount)
-    to_amount: Decimal | None = attrs.field(default=None, converter=_to_amount)
-    account_ref_id: str | None = attrs.field(default=None, converter=_account_ref_id)
-    address: str | None = attrs.field(default=None, converter=_address)
-    webhook_ref: str | None = attrs.field(default=None, converter=_webhook_ref)
-    return_url: str | None = attrs.field(default=None, converter=_return_url)
-    method: str | None = attrs.field(default=None, converter=_method)
-    email: str | None = attrs.field(default=None, converter=_email)
-    first_name: str | None = attrs.field(default=None, converter=_first_name)
-    last_name: str | None = attrs.field(default=None, converter=_last_name)
-    country: str | None = attrs.field(default=None, converter=_country)
-    allow_unlisted: bool = attrs.field(default=False)
+    amount_direction: AmountDirection | None = None
+    from_currency: str | None = None
+    to_currency: str | None = None
+    from_amount: Decimal | None = None
+    to_amount: Decimal | None = None
+    account_ref_id: str | None = None
+    address: str | None = None
+    webhook_ref: str | None = None
+    return_url: str | None = None
+    method: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    country: str | None = None
+    allow_unlisted: bool = False
+
+    # Written out rather than generated from a converter per field, each of which attrs would
+    # inspect (``inspect.signature``) and compile into ``__init__`` when this module is
+    # imported: each field converted in order, then the rules.
+    def __init__(
+        self,
+        *,
+        amount_direction: object = None,
+        from_currency: object = None,
+        to_currency: object = None,
+        from_amount: object = None,
+        to_amount: object = None,
+        account_ref_id: object = None,
+        address: object = None,
+        webhook_ref: object = None,
+        return_url: object = None,
+        method: object = None,
+        email: object = None,
+        first_name: object = None,
+        last_name: object = None,
+        country: object = None,
+        allow_unlisted: bool = False,
+    ) -> None:
+        set_ = _setattr_of(self)
+        set_("amount_direction", _direction(amount_direction))
+        set_("from_currency", _fiat_code(from_currency))
+        set_("to_currency", _to_currency(to_currency))
+        set_("from_amount", _from_amount(from_amount))
+        set_("to_amount", _to_amount(to_amount))
+        set_("account_ref_id", _text(account_ref_id, "account_ref_id"))
+        set_("address", _text(address, "address"))
+        set_("webhook_ref", _text(webhook_ref, "webhook_ref"))
+        set_("return_url", _return_url(return_url))
+        set_("method", _method(method))
+        set_("email", _email(email))
+        set_("first_name", _text(first_name, "first_name"))
+        set_("last_name", _text(last_name, "last_name"))
+        set_("country", _country(country))
+        set_("allow_unlisted", allow_unlisted)
+        self.__attrs_post_init__()
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.allow_unlisted, bool):
@@ -538,7 +562,7 @@ def _check_optional(optional: dict[str, Any], computed_amount: str) -> None:
 
 # Wire order: direction first, then currencies and amounts, then the optional fields.
 _WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
-    (f.name, wire_name(f)) for f in attrs.fields(SessionRequest) if f.name != "allow_unlisted"
+    (f.name, wire_name(f)) for f in attr.fields(SessionRequest) if f.name != "allow_unlisted"
 )
 
 # The keys as ``to_json`` writes them (quoted, with the colon), and all the values in one call.

@@ -17,13 +17,12 @@ from __future__ import annotations
 import enum
 import functools
 import json
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
 
-import attrs
+import attr  # the library ``attrs`` re-exports; see models.py
 
 from ._nesting import MAX_JSON_DEPTH, _too_deep
 
@@ -44,16 +43,21 @@ __all__ = [
 ]
 
 
-_CAMEL = re.compile(r"_([a-z0-9])")
+#: What an ``_`` in a field name is dropped before, the character upper-cased (``a_b1_2`` is
+#: ``aB12``): ASCII lower-case letters and digits.
+_CAMEL_NEXT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 T = TypeVar("T")
 
 
-def wire_name(field: attrs.Attribute[Any]) -> str:
+def wire_name(field: attr.Attribute[Any]) -> str:
     """The JSON key of an attrs field: its ``wire`` metadata, else its name in camelCase."""
     explicit = field.metadata.get("wire")
     if explicit is not None:
         return str(explicit)
-    return _CAMEL.sub(lambda m: m.group(1).upper(), field.name)
+    head, *parts = field.name.split("_")
+    return head + "".join(
+        part[0].upper() + part[1:] if part[:1] in _CAMEL_NEXT else "_" + part for part in parts
+    )
 
 
 class OpenStrEnum(str, enum.Enum):
@@ -161,7 +165,7 @@ def _make_attrs_hook(conv: cattrs.Converter) -> Callable[[type[Any]], Callable[[
     def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
         overrides: dict[str, Any] = {}
         has_raw = False
-        for field in attrs.fields(cls):
+        for field in attr.fields(cls):
             if field.name == "raw":
                 has_raw = True
                 overrides["raw"] = override(omit=True)
@@ -196,7 +200,7 @@ def _build_converter() -> cattrs.Converter:
     # before the open-enum unions, which take precedence.
     conv.register_structure_hook_factory(_is_plain_optional, _optional_hook(conv))
     conv.register_structure_hook_factory(_is_open_union, _open_union_hook)
-    conv.register_structure_hook_factory(attrs.has, _make_attrs_hook(conv))
+    conv.register_structure_hook_factory(attr.has, _make_attrs_hook(conv))
     conv.register_unstructure_hook(Decimal, lambda d: d)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
     return conv
@@ -282,7 +286,7 @@ def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
     lines = ["def build(o):", "    get = o.get"]
     arguments = []
     has_raw = False
-    for index, field in enumerate(attrs.fields(cls)):
+    for index, field in enumerate(attr.fields(cls)):
         if field.name == "raw":
             has_raw = True
             continue
@@ -292,7 +296,7 @@ def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
         optional = type(None) in args and field.default is None
         inner = [a for a in args if a is not type(None)]
         lines.append(f"    {value} = get({key!r})")
-        if isinstance(field.default, attrs.Factory) and attrs.has(tp):  # type: ignore[arg-type]
+        if isinstance(field.default, attr.Factory) and attr.has(tp):  # type: ignore[arg-type]
             if field.default.takes_self:
                 return None
             namespace[f"build{index}"] = _fast_builder(tp)
@@ -332,7 +336,7 @@ def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
                 f"        if type({value}) is not dict: raise UNEXPECTED",
                 f"        {value} = dict({value})",
             ]
-        elif len(inner) == 1 and attrs.has(inner[0]):
+        elif len(inner) == 1 and attr.has(inner[0]):
             namespace[f"build{index}"] = _fast_builder(inner[0])
             if namespace[f"build{index}"] is None:
                 return None

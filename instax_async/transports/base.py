@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-import attrs
+import attr  # the library ``attrs`` re-exports; see models.py
 
 from ..errors import RESPONSE_PREFIX_BYTES, ResponseTooLargeError, ValidationError
 
@@ -96,10 +96,10 @@ class _Value:
         return tuple(getattr(self, name) for name in self._fields)
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise attrs.exceptions.FrozenInstanceError
+        raise attr.exceptions.FrozenInstanceError
 
     def __delattr__(self, name: str) -> None:
-        raise attrs.exceptions.FrozenInstanceError
+        raise attr.exceptions.FrozenInstanceError
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
