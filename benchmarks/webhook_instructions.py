@@ -6,9 +6,10 @@ the machine's load cannot move.
 --tool=cachegrind --cache-sim=no``, twice with different numbers of calls after the same
 warm-up, and prints the difference of the instruction counts over the difference of the calls.
 
-``python -m benchmarks.webhook_instructions receiver`` does the same for the receiver process of
-:mod:`benchmarks.webhook_receiver` (under valgrind; the load comes from this process), once per
-route: instructions per delivery, SDK receiver and bare handler.
+``python -m benchmarks.webhook_instructions receiver [--concurrency 10]`` does the same for the
+receiver process of :mod:`benchmarks.webhook_receiver` (under valgrind; the load comes from this
+process, from ``--concurrency`` worker tasks, 1 by default), once per route: instructions per
+delivery, SDK receiver and bare handler.
 
 Slow (valgrind runs Python some 50 times slower, a few minutes in all); not part of
 ``python -m benchmarks``. C loops over bytes (``translate``, ``replace``) count more here than
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
+from .session_create import drive
 from .webhook_receiver import PATHS, deliveries
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,16 +70,22 @@ def _count_calls(label: str, name: str, calls: int) -> int:
         return _summary(out)
 
 
-async def _deliver(url: str, count: int) -> None:
-    async with aiohttp.ClientSession() as session:
-        for body, headers in deliveries(count):
+async def _deliver(url: str, count: int, concurrency: int) -> None:
+    batch = iter(deliveries(count))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def deliver() -> None:
+            body, headers = next(batch)
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}")
 
+        await drive(deliver, count, concurrency)
 
-def _count_deliveries(path: str, count: int) -> int:
+
+def _count_deliveries(path: str, count: int, concurrency: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cachegrind.out"
         command = [*VALGRIND, f"--cachegrind-out-file={out}", sys.executable, "-m"]
@@ -93,7 +101,7 @@ def _count_deliveries(path: str, count: int) -> int:
         assert process.stdin is not None and process.stdout is not None
         try:
             port = int(process.stdout.readline())
-            asyncio.run(_deliver(f"http://127.0.0.1:{port}{path}", count))
+            asyncio.run(_deliver(f"http://127.0.0.1:{port}{path}", count, concurrency))
         finally:
             process.stdin.close()  # the server stops on EOF and writes its counts
             process.wait(timeout=300)
@@ -105,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     """Print instructions per call (``verify``) or per delivery (``receiver``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webhook_instructions")
     parser.add_argument("what", choices=["verify", "receiver"])
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="receiver: deliveries in flight (default 1)"
+    )
     args = parser.parse_args(argv)
     if args.what == "verify":
         for label, (few, many) in {"documented": (100, 600), "64 KiB": (2, 12)}.items():
@@ -121,13 +132,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     few, many = 100, 600
     per = {
-        name: (_count_deliveries(path, many) - _count_deliveries(path, few)) / (many - few)
+        name: (
+            _count_deliveries(path, many, args.concurrency)
+            - _count_deliveries(path, few, args.concurrency)
+        )
+        / (many - few)
         for name, path in PATHS.items()
     }
     for name, count in per.items():
         print(f"{name:16s} {count:12,.0f} instructions/delivery")
     sdk, bare = per.values()
-    print(f"SDK receiver / bare: {sdk / bare:.3f}")
+    print(f"SDK receiver / bare at concurrency {args.concurrency}: {sdk / bare:.3f}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,11 @@ class DedupeStore(Protocol):
         ...
 
 
+_NEW = ClaimResult.NEW
+_PROCESSING = ClaimResult.PROCESSING
+_DONE = ClaimResult.DONE
+
+
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{name}: expected seconds as a number, got {value!r}", field=name)
@@ -108,23 +113,26 @@ class InMemoryDedupeStore:
     def __repr__(self) -> str:
         return f"<InMemoryDedupeStore entries={len(self._entries)} max={self._max_entries}>"
 
-    def _store(self, key: str, state: ClaimResult, ttl: float) -> None:
-        self._entries[key] = (state, self._clock() + ttl)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
     async def claim(self, key: str) -> ClaimResult:
         """Claim ``key``; no ``await`` inside, so check-and-set is atomic on the event loop."""
-        entry = self._entries.get(key)
-        if entry is not None and entry[1] > self._clock():
-            return entry[0]
-        self._store(key, ClaimResult.PROCESSING, self._processing_ttl)
-        return ClaimResult.NEW
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None:
+            if entry[1] > self._clock():
+                return entry[0]
+            entries.move_to_end(key)  # claimed again: the newest now
+        entries[key] = (_PROCESSING, self._clock() + self._processing_ttl)
+        while len(entries) > self._max_entries:
+            entries.popitem(last=False)
+        return _NEW
 
     async def mark_done(self, key: str) -> None:
         """Remember ``key`` as handled for ``ttl`` seconds."""
-        self._store(key, ClaimResult.DONE, self._ttl)
+        entries = self._entries
+        entries[key] = (_DONE, self._clock() + self._ttl)
+        entries.move_to_end(key)
+        while len(entries) > self._max_entries:
+            entries.popitem(last=False)
 
     async def release(self, key: str) -> None:
         """Forget ``key``."""

@@ -17,6 +17,7 @@ import logging
 import reprlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from types import CoroutineType
 from typing import Any
 
 import attrs
@@ -137,50 +138,24 @@ class WebhookReceiver:
         While that would record nothing (no OpenTelemetry SDK configured: see
         :meth:`~instax_async._telemetry.Telemetry.idle`), no telemetry call is made.
         """
-        tel = telemetry()
-        if tel is None or tel.idle():
-            return await self._handle(body, signature, None)
-        with tel.server_span("instax.webhook.receive") as span:
-            outcome = await self._handle(body, signature, span)
-            span.set_attribute("http.response.status_code", outcome.status)
-            if outcome.status >= 500:
-                tel.fail(span, str(outcome.status))
-        tel.webhooks.add(1, {"http.response.status_code": outcome.status})
+        outcome = await self._answer(body, signature)
+        if outcome is HANDLED or outcome is DUPLICATE:
+            return Outcome(outcome.status, dict(outcome.body))  # the caller's own
         return outcome
 
-    async def _handle(self, body: bytes | None, signature: str | None, span: Any) -> Outcome:
-        if body is None:
-            logger.warning("webhook refused (413): body over %d bytes", self.max_body)
-            return Outcome(413, {"error": f"body over {self.max_body} bytes"})
-        try:
-            event = verify(
-                body, signature, self._secret, max_body=self.max_body, max_age=self.max_age
-            )
-        except WebhookVerificationError as exc:
-            status = _STATUS_FOR_FAILURE.get(exc.reason, 400)
-            logger.warning("webhook refused (%s): %s", status, exc)
-            return Outcome(status, {"error": str(exc)})
-        if span is not None:
-            span.set_attribute("instax.webhook.id", event.webhook_id)
-            span.set_attribute("instax.webhook.status", str(event.status))
-        outcome = await self._dispatch(event)
-        if outcome.status < 500 and logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "webhook %s (%s): answered %d %s",
-                event.webhook_id,
-                event.status,
-                outcome.status,
-                outcome.body.get("status") or outcome.body.get("error", ""),
-                extra={
-                    "instax_webhook_id": event.webhook_id,
-                    "instax_webhook_status": str(event.status),
-                    "instax_status": outcome.status,
-                },
-            )
-        return outcome
-
-    async def _dispatch(self, event: WebhookEvent) -> Outcome:
-        """Deduplicate a verified event and hand it to ``on_event``."""
+    async def _answer(self, body: bytes | None, signature: str | None, span: Any = None) -> Outcome:
+        """:meth:`handle`, answering a handled delivery with the shared :data:`HANDLED` or
+        :data:`DUPLICATE` (adapters answer those with text written once). Verification, the
+        dedupe store and ``on_event`` run in this one coroutine, with no coroutine per step.
+        ``span``: the delivery's span, when :meth:`_traced` calls this within it.
+        """
+        if span is None:
+            tel = telemetry()
+            if tel is not None and not tel.idle():
+                return await self._traced(tel, body, signature)
+        event = self._verified(body, signature, span)
+        if isinstance(event, Outcome):
+            return event
         key = dedupe_key(event)
         store = self._dedupe
         if store is not None:
@@ -189,23 +164,15 @@ class WebhookReceiver:
             except Exception:
                 logger.exception("webhook dedupe store failed; answering 503 so it is resent")
                 return Outcome(503, {"error": "dedupe store unavailable; retry later"})
-            claim = _claim_result(answer)
-            if claim is None:
-                # Running on_event now could handle a redelivery twice: fail closed.
-                logger.error(
-                    "webhook dedupe store answered claim() with %s, not one of %s; "
-                    "answering 503 so it is resent",
-                    _shown(answer),
-                    ", ".join(repr(member.value) for member in ClaimResult),
-                )
-                return Outcome(503, {"error": "dedupe store unavailable; retry later"})
-            if claim is ClaimResult.DONE:
-                return Outcome(200, {"status": "duplicate"})
-            if claim is ClaimResult.PROCESSING:
-                return Outcome(409, {"error": "this event is being handled; retry later"})
+            if answer is not _NEW:
+                refused = _refused(answer)
+                if refused is not None:
+                    if refused.status < 500 and logger.isEnabledFor(logging.INFO):
+                        _log_answer(event, refused)
+                    return refused
         try:
             result = self._on_event(event)
-            if inspect.isawaitable(result):
+            if type(result) is CoroutineType or inspect.isawaitable(result):
                 await result
         except BaseException as exc:
             if store is not None:
@@ -220,7 +187,80 @@ class WebhookReceiver:
             except Exception:
                 # Handled already: answering an error would only cause a second handling.
                 logger.exception("could not record webhook %s as handled", key)
-        return Outcome(200, {"status": "ok"})
+        if logger.isEnabledFor(logging.INFO):
+            _log_answer(event, HANDLED)
+        return HANDLED
+
+    async def _traced(self, tel: Any, body: bytes | None, signature: str | None) -> Outcome:
+        with tel.server_span("instax.webhook.receive") as span:
+            outcome = await self._answer(body, signature, span)
+            span.set_attribute("http.response.status_code", outcome.status)
+            if outcome.status >= 500:
+                tel.fail(span, str(outcome.status))
+        tel.webhooks.add(1, {"http.response.status_code": outcome.status})
+        return outcome
+
+    def _verified(
+        self, body: bytes | None, signature: str | None, span: Any
+    ) -> WebhookEvent | Outcome:
+        """The verified event, or the :class:`Outcome` that refuses the delivery."""
+        if body is None:
+            logger.warning("webhook refused (413): body over %d bytes", self.max_body)
+            return Outcome(413, {"error": f"body over {self.max_body} bytes"})
+        try:
+            event = verify(
+                body, signature, self._secret, max_body=self.max_body, max_age=self.max_age
+            )
+        except WebhookVerificationError as exc:
+            status = _STATUS_FOR_FAILURE.get(exc.reason, 400)
+            logger.warning("webhook refused (%s): %s", status, exc)
+            return Outcome(status, {"error": str(exc)})
+        if span is not None:
+            span.set_attribute("instax.webhook.id", event.webhook_id)
+            span.set_attribute("instax.webhook.status", str(event.status))
+        return event
+
+
+#: The answer to a delivery handled now (shared: adapters check for it by identity).
+HANDLED = Outcome(200, {"status": "ok"})
+#: The answer to a redelivery of an event handled before (shared, like :data:`HANDLED`).
+DUPLICATE = Outcome(200, {"status": "duplicate"})
+_NEW = ClaimResult.NEW
+
+
+def _refused(answer: object) -> Outcome | None:
+    """What a claim answered other than ``NEW`` means: ``None`` to go on, else the answer."""
+    claim = _claim_result(answer)
+    if claim is None:
+        # Running on_event now could handle a redelivery twice: fail closed.
+        logger.error(
+            "webhook dedupe store answered claim() with %s, not one of %s; "
+            "answering 503 so it is resent",
+            _shown(answer),
+            ", ".join(repr(member.value) for member in ClaimResult),
+        )
+        return Outcome(503, {"error": "dedupe store unavailable; retry later"})
+    if claim is ClaimResult.DONE:
+        return DUPLICATE
+    if claim is ClaimResult.PROCESSING:
+        return Outcome(409, {"error": "this event is being handled; retry later"})
+    return None
+
+
+def _log_answer(event: WebhookEvent, outcome: Outcome) -> None:
+    """Log at INFO how a verified delivery was answered (below 500: handled or refused)."""
+    logger.info(
+        "webhook %s (%s): answered %d %s",
+        event.webhook_id,
+        event.status,
+        outcome.status,
+        outcome.body.get("status") or outcome.body.get("error", ""),
+        extra={
+            "instax_webhook_id": event.webhook_id,
+            "instax_webhook_status": str(event.status),
+            "instax_status": outcome.status,
+        },
+    )
 
 
 def _claim_result(answer: object) -> ClaimResult | None:

@@ -19,24 +19,25 @@ from aiohttp import web
 
 from ..dedupe import DedupeStore
 from ..webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER
-from ._receiver import EventHandler, WebhookReceiver
+from ._receiver import DUPLICATE, HANDLED, EventHandler, WebhookReceiver
 
 __all__ = ["webhook_handler"]
 
-_OK = {"status": "ok"}
-_DUPLICATE = {"status": "duplicate"}
-_OK_TEXT = json.dumps(_OK)
-_DUPLICATE_TEXT = json.dumps(_DUPLICATE)
+# The two answers of a handled delivery, written once (as json_response writes them).
+_HANDLED_TEXT = json.dumps(HANDLED.body)
+_DUPLICATE_TEXT = json.dumps(DUPLICATE.body)
 
 
 async def read_bounded(request: web.BaseRequest, limit: int) -> bytes | None:
     """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit:
+    declared = request.content_length
+    if declared is not None and declared > limit:
         return None
+    content = request.content
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.readany()
+        chunk = await content.readany()
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
@@ -71,13 +72,12 @@ def webhook_handler(
 
     async def handle(request: web.Request) -> web.Response:
         body = await read_bounded(request, receiver.max_body)
-        outcome = await receiver.handle(body, request.headers.get(SIGNATURE_HEADER))
-        answer = outcome.body
-        # The two answers of a handled delivery, written once (as json_response writes them).
-        text = _OK_TEXT if answer == _OK else _DUPLICATE_TEXT if answer == _DUPLICATE else None
-        if text is None:
-            return web.json_response(answer, status=outcome.status)
-        return web.Response(text=text, status=outcome.status, content_type="application/json")
+        outcome = await receiver._answer(body, request.headers.get(SIGNATURE_HEADER))
+        if outcome is HANDLED:
+            return web.Response(text=_HANDLED_TEXT, content_type="application/json")
+        if outcome is DUPLICATE:
+            return web.Response(text=_DUPLICATE_TEXT, content_type="application/json")
+        return web.json_response(outcome.body, status=outcome.status)
 
     handle.receiver = receiver  # type: ignore[attr-defined]
     return handle

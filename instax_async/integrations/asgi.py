@@ -64,7 +64,7 @@ class WebhookApp:
         body: bytes | None = None
         if declared is None or declared <= limit:
             body = await _read_body(receive, limit)
-        outcome = await self.receiver.handle(body, signature)
+        outcome = await self.receiver._answer(body, signature)
         await _respond(send, outcome.status, outcome.body)
 
 

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from instax_async import ClaimResult, InMemoryDedupeStore, ValidationError, WebhookEvent
-from instax_async.integrations._receiver import WebhookReceiver
+from instax_async.integrations._receiver import Outcome, WebhookReceiver
 from instax_async.integrations.aiohttp import webhook_handler
 from instax_async.integrations.asgi import webhook_app
 from instax_async.webhooks import SIGNATURE_HEADER, sign
@@ -270,6 +270,21 @@ async def test_cancellation_releases_the_claim() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(store) == 0
+
+
+async def test_handle_answers_with_outcomes_of_the_callers_own() -> None:
+    recorder = Recorder()
+    receiver = WebhookReceiver(SECRET, recorder)
+    handled = await receiver.handle(BODY, KEY)
+    assert handled == Outcome(200, {"status": "ok"})
+    handled.body["status"] = "changed by the caller"
+    duplicate = await receiver.handle(BODY, KEY)
+    assert duplicate == Outcome(200, {"status": "duplicate"})
+    duplicate.body.clear()
+    assert await receiver.handle(BODY, KEY) == Outcome(200, {"status": "duplicate"})
+    other = WebhookReceiver(SECRET, recorder)
+    assert await other.handle(BODY, KEY) == Outcome(200, {"status": "ok"})
+    assert len(recorder.events) == 2
 
 
 # -- a store's claim() answer is compared by value -----------------------------------------
