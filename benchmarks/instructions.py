@@ -121,19 +121,6 @@ def count_runs(
     return runs
 
 
-def count_per_request(
-    names: Sequence[str],
-    concurrency: int,
-    small: int = SMALL,
-    large: int = LARGE,
-    repeats: int = REPEATS,
-    jobs: int = JOBS,
-) -> dict[str, float]:
-    """Each contender's median client instructions per request over ``repeats`` pairs."""
-    runs = count_runs(names, concurrency, small, large, repeats, jobs)
-    return {name: statistics.median(counts) for name, counts in runs.items()}
-
-
 def _ratio(runs: dict[str, list[float]], name: str, base: str) -> dict[str, float]:
     """The ratio of the medians, and the range of the ratios paired by repeat."""
     paired = [count / under for count, under in zip(runs[name], runs[base], strict=True)]

@@ -44,8 +44,6 @@ __all__ = [
     "stringify",
 ]
 
-#: The deepest nesting of arrays and objects the SDK parses: ``[[1]]`` is 2 levels deep.
-
 #: Largest magnitude up to which every integer is exactly representable as a double.
 _MAX_SAFE: Final = 2**53
 #: Largest integer that JavaScript treats as an array index (2**32 - 2).
