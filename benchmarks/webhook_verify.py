@@ -14,7 +14,8 @@ alone on an already parsed body, and ``parse`` (the typed model, no signature).
 
 Payloads: the documented example (``tests/vectors/signatures.json``, ``documented_completed``)
 and a generated, realistic ~64 KiB webhook (nested objects, line items, many strings and
-numbers, some non-ASCII text and satoshi-sized amounts).
+numbers, some non-ASCII text and satoshi-sized amounts), written as the sender's
+``JSON.stringify`` writes it.
 
 Timing: ``timeit`` with a loop count chosen per function, repeats interleaved across the
 functions; reported are the median and the best µs per call, and verify / naive on medians.
@@ -53,11 +54,14 @@ _NAMES = ["Ada Lovelace", "José Müller", "Zoë Ünal", "Łukasz Żak", "王小
 _CITIES = ["Zürich", "São Paulo", "Kraków", "Málaga", "Reykjavík", "Toronto", "Tokyo"]
 
 
-def large_payload(size: int = 64 * 1024, seed: int = 6) -> bytes:
+def large_payload(size: int = 64 * 1024, seed: int = 6, *, python_numbers: bool = False) -> bytes:
     """A realistic webhook body of about ``size`` bytes (just over), the same on every run.
 
     The documented event, whose ``data.additionalData`` carries line items, a customer and
-    risk checks, as a compact JSON body like the sender's ``JSON.stringify`` writes.
+    risk checks, as a compact JSON body like the sender's ``JSON.stringify`` writes: its
+    numbers are JavaScript's text (``0.0000123``, ``1e-7``, ``120``). With ``python_numbers``,
+    the same body as Python's ``json.dumps`` writes it (``1.23e-05``, ``1e-07``, ``120.0``),
+    which the sender never sends.
     """
     rng = random.Random(seed)
     base = json.loads(documented_payload()[0])
@@ -99,7 +103,7 @@ def large_payload(size: int = 64 * 1024, seed: int = 6) -> bytes:
         )
         body = json.dumps(base, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if len(body) >= size:
-            return body
+            return body if python_numbers else jsjson.stringify(base).encode("utf-8")
 
 
 def naive_signature(body: bytes, secret: str) -> str:

@@ -37,10 +37,14 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
         data = data.encode("utf-8", "surrogatepass")
     elif data.count(b"[") + data.count(b"{") <= limit:
         return False
-    if b"\\" in data:
+    if data.find(b"\\") >= 0:  # (``bytes in bytes`` first tries an int, at a cost)
         # Escapes, leftmost first as a parser reads them: each ``\\`` pair, then each ``\"``.
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    marks = data.translate(None, _NOT_STRUCTURE)
+    return _marks_too_deep(data.translate(None, _NOT_STRUCTURE), limit)
+
+
+def _marks_too_deep(marks: bytes | bytearray, limit: int) -> bool:
+    """:func:`_too_deep` of a JSON text without escapes, given only its bytes ``"[]{}``."""
     if len(marks) <= limit or marks.count(b"[") + marks.count(b"{") <= limit:
         return False
     # Quotes alternate open/close. Dropping two adjacent ones keeps that alternation, and
@@ -52,7 +56,7 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
         # some string holds brackets: keep only what lies between the strings
         marks = b"".join(marks.split(b'"')[::2])
     nesting = marks.translate(_AS_PARENTHESES)
-    if b"(" * (limit + 1) in nesting:
+    if nesting.find(b"(" * (limit + 1)) >= 0:
         return True
     # Peel the innermost pairs: each round lowers the depth by exactly one. A real body is
     # gone after a few short rounds; a deep one stops when the work done reaches a few times

@@ -29,11 +29,12 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from typing import Any, Final
 
-from ._nesting import MAX_JSON_DEPTH, _too_deep
+from ._nesting import MAX_JSON_DEPTH, _marks_too_deep, _too_deep
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -452,12 +453,14 @@ def sort_top_level(obj: dict[str, Any]) -> dict[str, Any]:
     except TypeError:
         raise TypeError("JSON object keys must be str") from None
     # Below U+D800, code points and UTF-16 code units order strings alike.
-    if keys.isascii() or max(keys) < "\ud800":
-        ordered = {key: obj[key] for key in sorted(obj) if key != "__proto__"}
-    else:
-        ordered = {key: obj[key] for key in sorted(obj, key=_utf16_key) if key != "__proto__"}
+    names = sorted(obj) if keys.isascii() or max(keys) < "\ud800" else sorted(obj, key=_utf16_key)
+    if "__proto__" in obj:
+        names.remove("__proto__")
+    ordered = {}
+    for name in names:
+        ordered[name] = obj[name]
     # Array-index keys start with a digit, so sort before ":".
-    return _js_order(ordered) if ordered and next(iter(ordered)) < ":" else ordered
+    return _js_order(ordered) if names and names[0] < ":" else ordered
 
 
 def signing_string(obj: dict[str, Any]) -> str:
@@ -498,34 +501,29 @@ def _signing_string_and_base(obj: dict[str, Any], secret: str) -> tuple[str, byt
 # ------------------------------------------------------------------------ verifying
 #
 # ``verify`` needs the signing string and, for the event, the value that string parses back to
-# with ``Decimal`` numbers. Most bodies give both from one parse: each number is read straight
-# into the value its text in the signing string parses back to (the ``Decimal`` of the text
-# ``JSON.stringify`` writes for it, an ``int`` when that text is an integer, ``None`` for
-# ``null``), and the C encoder writes each such Decimal back as that very text, marked, in a
-# string whose quotes and marks are then removed. What that path cannot handle (array-index keys
-# in nested objects, which JavaScript moves to the front, nesting over the limit, surrogates,
-# the mark in the body) takes the general path: parse, :func:`stringify`, parse the signed text
-# back.
-
-
-def _signed_number(text: str) -> Decimal | int | None:
-    """The value the JSON number ``text`` (with a fraction or an exponent) has once signed.
-
-    That is the ``Decimal`` of the text ``JSON.stringify`` writes for the double JavaScript
-    reads, an ``int`` when that text is an integer, ``None`` when it is ``null`` (infinite).
-    """
-    if text[-1] != "0" and "e" not in text and "E" not in text:
-        digits = text.lstrip("-0.")
-        if len(digits) - ("." in digits) <= 15 and len(text) - len(digits) <= 7 + (text[0] == "-"):
-            # Plain, no trailing zero, 15 significant digits at most (so no other text of as
-            # many digits reads as the same double) and at least 0.000001: the double's
-            # shortest text, which JavaScript writes plainly at that size.
-            return Decimal(text)
-    return _signed_double(float(text))  # correctly rounded, as JavaScript reads the text
+# with ``Decimal`` numbers (``sign`` needs only the string). Most bodies give both from one parse
+# and one serialization, both in C, with no Python call for a number (but for an integer literal):
+#
+# * the parser reads each number with a fraction or an exponent as the ``Decimal`` of its text,
+#   and each integer as JavaScript holds it (:func:`_signed_integer`);
+# * the C encoder writes each Decimal's ``str()`` between marks, in a string; one split at the
+#   marks yields the numbers' texts, checked all at once (:func:`_signed_texts`), and the pieces
+#   around them, whose quotes are dropped. A number's text is nearly always the very text
+#   ``JSON.stringify`` writes for it (plain, a fraction not ending in 0, 15 significant digits at
+#   most, see :func:`_signed_one_by_one`); a longer one is checked against the shortest digits of
+#   its double, anything else rewritten, and a Decimal that is not the value its signed text
+#   parses back to (``5.0``, ``1.50``, ``3.74000000000000000009``) replaced in the value
+#   (:func:`_sign_numbers`);
+# * whether a body can take that path is decided from one reduced copy of it (see
+#   :data:`_PRECHECK_DELETE`): its nesting, the mark, escapes, keys that may be array indices.
+#
+# What that path cannot handle (array-index keys in nested objects, which JavaScript moves to the
+# front, nesting over the limit, surrogates, the mark in the body) takes the general path:
+# parse, :func:`stringify`, parse the signed text back.
 
 
 def _signed_integer(text: str) -> Decimal | int | None:
-    """:func:`_signed_number` of a JSON integer ``text``: itself up to 15 digits (exact as a
+    """The value a JSON integer ``text`` has once signed: itself up to 15 digits (exact as a
     double), else what JavaScript holds, the nearest double (infinite beyond them)."""
     if len(text) < 16:
         return int(text)
@@ -533,7 +531,11 @@ def _signed_integer(text: str) -> Decimal | int | None:
 
 
 def _signed_double(value: float) -> Decimal | int | None:
-    """The value ``JSON.stringify``'s text for the double ``value`` parses back to."""
+    """The value ``JSON.stringify``'s text for the double ``value`` parses back to.
+
+    That is the ``Decimal`` of that text, an ``int`` when it is an integer, ``None`` when it is
+    ``null`` (infinite).
+    """
     if -1e16 < value < 1e16:
         if value % 1.0:
             # repr's digits are JavaScript's (the shortest that read back as the double), and
@@ -549,28 +551,183 @@ def _signed_double(value: float) -> Decimal | int | None:
     return Decimal(repr(value))  # the same digits and exponent as JavaScript's
 
 
-_signed_decoder: Final = json.JSONDecoder(
-    parse_float=_signed_number, parse_int=_signed_integer, parse_constant=_reject_constant
-)
-_decode_signed: Final = _signed_decoder.decode
-# The decoder's scanner itself: a body that is one JSON value, without surrounding whitespace,
-# needs nothing more (anything else goes through ``decode``, which says what is wrong).
-_scan_signed: Final[Callable[[str, int], tuple[Any, int]]] = getattr(
-    _signed_decoder, "scan_once", None
-) or (lambda text, _index: (_decode_signed(text), len(text)))
+def _js_text(value: Decimal | int | None) -> str:
+    """The text ``JSON.stringify`` writes for a value of :func:`_signed_double`."""
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    return str(value).replace("E", "e")  # a Decimal: the exponent's letter in lowercase
 
-# The mark around each Decimal's text: DEL, which the encoder writes as is (one character) and
+
+def _plain_fractions(joined: bytes, count: int) -> bool:
+    """Whether each of the ``count`` texts in ``joined`` (separated by ",") is a plain decimal with
+    a fraction that does not end in 0."""
+    # (A byte as an int: ``bytes in bytes`` first tries the argument as an int, and formats an
+    # exception to learn that it is not one.)
+    return (
+        joined.count(46) == count  # one "." in each ...
+        and 69 not in joined  # ... no exponent ("E") ...
+        and 101 not in joined  # ("e")
+        and joined.find(b"0,") < 0  # ... and no trailing 0
+        and joined[-1] != 48  # ("0")
+    )
+
+
+def _signed_texts(numbers: list[bytes]) -> dict[int, Decimal | int | None]:
+    """Make each of ``numbers`` (the ``str()`` of a Decimal read from a JSON number, in ASCII) the
+    text ``JSON.stringify`` writes for the double JavaScript reads from it; return, by position,
+    the value that text parses back to (see :func:`_signed_double`) for each such Decimal that is
+    not that value.
+
+    All at once for the texts of 16 characters at most, one at a time for longer ones (and for
+    all of a few).
+    """
+    if len(numbers) <= 8:
+        return _signed_one_by_one(numbers, range(len(numbers)))
+    lengths = list(map(len, numbers))
+    longer = [i for i, length in enumerate(lengths) if length > 16] if max(lengths) > 16 else []
+    shorter = numbers
+    if longer:
+        shorter = numbers.copy()
+        for index in longer:
+            shorter[index] = b".1"  # (not among those looked at here)
+    joined = b",".join(shorter)
+    if not _plain_fractions(joined, len(shorter)):  # some others are not: which ones
+        others = _not_plain(shorter, joined)
+        longer = sorted(longer + others)
+    # Each of the others is plain, with a fraction that does not end in 0 and 15 significant
+    # digits at most: its own signed text.
+    return _signed_one_by_one(numbers, longer) if longer else {}
+
+
+def _not_plain(numbers: list[bytes], joined: bytes) -> list[int]:
+    """The positions of the texts among ``numbers`` (joined by "," in ``joined``) that are not
+    plain fractions ending in 1-9: looked for in C when they are few."""
+    found: set[int] = set()
+    for mark in (b"0,", b"E", b"e"):  # a trailing "0" (but the last's), an exponent
+        at = joined.find(mark)
+        while at >= 0 and len(found) <= 32:
+            found.add(joined.count(b",", 0, at))
+            at = joined.find(mark, at + 1)
+    if joined[-1] == 48:  # "0"
+        found.add(len(numbers) - 1)
+    # Each of the others has one ".": then no other text is without one.
+    without_dot = sum(46 not in numbers[i] for i in found)
+    if len(found) <= 32 and joined.count(46) + without_dot == len(numbers):
+        return sorted(found)
+    return [
+        i
+        for i, number in enumerate(numbers)
+        if number[-1] == 48 or 46 not in number or 69 in number or 101 in number
+    ]  # a trailing "0", no ".", an "E" or an "e"
+
+
+def _signed_one_by_one(
+    numbers: list[bytes], positions: Iterable[int]
+) -> dict[int, Decimal | int | None]:
+    """:func:`_signed_texts` of the numbers at ``positions``, one at a time.
+
+    A plain text with a fraction that does not end in 0 and 15 significant digits at most needs
+    no arithmetic: no other text of as many digits reads as the same double, so these are the
+    shortest digits, which JavaScript writes plainly at that size (1e-6 and more, where the
+    ``str()`` of a Decimal is plain too). ``float()`` of any other is correctly rounded, as
+    JavaScript reads the text.
+    """
+    unsigned: dict[int, Decimal | int | None] = {}
+    for index in positions:
+        number = numbers[index]
+        if (
+            len(number) <= 16
+            and number[-1] != 48  # "0" (bytes as ints: see _plain_fractions)
+            and 46 in number  # "."
+            and 69 not in number  # "E"
+            and 101 not in number  # "e"
+        ):
+            continue  # plain, a fraction not ending in 0, 15 significant digits at most
+        text = number.decode("ascii")
+        if text[-1] != "0" and "." in text and "E" not in text and "e" not in text:
+            # Plain, with a fraction that does not end in 0: its own signed text if it has 15
+            # significant digits at most, or if they are the shortest that read back as its
+            # double (``repr``'s), which JavaScript writes plainly where a Decimal's str() is
+            # plain (1e-6 and more).
+            digits = text.lstrip("-0.")  # the significant digits, and maybe a "."
+            if len(digits) - ("." in digits) <= 15:
+                continue
+            shortest = repr(float(text))
+            if shortest == text:
+                continue
+            mantissa, exponent, _ = shortest.partition("e")
+            # The same digits, both read as the same (normal) double: the same number.
+            if exponent and mantissa.replace(".", "").lstrip("-") == digits.replace(".", ""):
+                continue
+        value = _signed_double(float(text))
+        if type(value) is Decimal and str(value) == text:
+            numbers[index] = text.replace("E", "e").encode("ascii")  # JavaScript's letter
+        else:
+            numbers[index] = _js_text(value).encode("ascii")
+            unsigned[index] = value
+    return unsigned
+
+
+def _sign_numbers(value: dict[str, Any], signed: dict[int, Decimal | int | None]) -> None:
+    """Replace, in place, the Decimals of ``value`` at the positions of ``signed`` (counted in the
+    order the encoder writes them) by the values given there."""
+    last, position = max(signed), -1
+    # Depth first, without a call per container: each iterator resumes where it stopped.
+    stack: list[tuple[Any, Iterator[tuple[Any, Any]]]] = [(value, iter(value.items()))]
+    while stack:  # pragma: no branch - the last position is always reached
+        container, items = stack[-1]
+        for key, item in items:  # assigning to an existing key or index keeps iterating valid
+            kind = type(item)
+            if kind is Decimal:
+                position += 1
+                if position in signed:
+                    container[key] = signed[position]
+                    if position == last:
+                        return
+            elif kind is dict:
+                stack.append((item, iter(item.items())))
+                break
+            elif kind is list:
+                stack.append((item, enumerate(item)))
+                break
+        else:
+            stack.pop()
+
+
+def _one_pass_parser(
+    parse_int: Callable[[str], Any],
+) -> tuple[Callable[[str, int], tuple[Any, int]], Callable[[str], Any]]:
+    """A scanner and a parser of the one-parse path: ``JSON.parse`` with numbers as Decimals,
+    integers read by ``parse_int``, and no NaN/Infinity literals.
+
+    The scanner alone reads a body that is one JSON value without surrounding whitespace; for
+    anything else, the parser says what is wrong.
+    """
+    decoder = json.JSONDecoder(
+        parse_float=Decimal, parse_int=parse_int, parse_constant=_reject_constant
+    )
+    scan: Callable[[str, int], tuple[Any, int]] = getattr(decoder, "scan_once", None) or (
+        lambda text, _index: (decoder.decode(text), len(text))
+    )
+    return scan, decoder.decode
+
+
+# Integers as Python reads them, exact: as JavaScript holds them when they have 15 digits at
+# most. For a body whose integers may be longer, as JavaScript holds them.
+_ONE_PASS_PARSER: Final = _one_pass_parser(int)
+_ONE_PASS_PARSER_LONG_INTEGERS: Final = _one_pass_parser(_signed_integer)
+
+
+# The mark around each number's text: DEL, which the encoder writes as is (one character) and
 # which a body's strings hold only if the body has it raw or as an escape ``\u007f``.
 _MARK: Final = "\x7f"
 
 
-def _marked_encoder() -> Callable[..., Iterable[str]]:
-    """The chunks of the compact JSON of a value, each ``Decimal`` as a marked string of its
-    ``str()``: the stdlib's C encoder, made once, where there is one.
-
-    For every text ``JSON.stringify`` writes with a fraction or an exponent, ``str(Decimal(text))``
-    is that text but for the exponent's letter, ``E`` (see :data:`_UPPER_EXPONENT`).
-    """
+def _marked_encoder() -> Callable[[Any, int], Iterable[str]]:
+    """The chunks of the compact JSON of a value, each ``Decimal`` as its ``str()`` between marks,
+    in a string: the stdlib's C encoder, made once, where there is one."""
     options: dict[str, Any] = {
         "ensure_ascii": False,
         "separators": (",", ":"),
@@ -582,7 +739,7 @@ def _marked_encoder() -> Callable[..., Iterable[str]]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is not None:
         with contextlib.suppress(TypeError):  # another signature: the stdlib's own way
-            chunks: Callable[..., Iterable[str]] = make(
+            chunks: Callable[[Any, int], Iterable[str]] = make(
                 None,
                 encoder.default,
                 json.encoder.encode_basestring,
@@ -594,72 +751,122 @@ def _marked_encoder() -> Callable[..., Iterable[str]]:
                 False,
             )
             return chunks
-    return encoder.iterencode  # pragma: no cover - Python built without the _json module
+    return lambda value, _level: encoder.iterencode(value)  # pragma: no cover - no _json module
 
 
 _marked_chunks: Final = _marked_encoder()
-# The exponent of a marked Decimal's str(): JavaScript writes its letter in lowercase.
-_UPPER_EXPONENT: Final = re.compile("E([-+][0-9]+" + _MARK + '")')
-_MARK_OPEN: Final = '"' + _MARK
-_MARK_CLOSE: Final = _MARK + '"'
 
-_DIGITS_AS_ZEROS: Final = bytes.maketrans(b"123456789", b"000000000")
+
+# What the checks before the one-parse path look at, in one reduced copy of the body: quotes,
+# brackets, colons, commas, dots, backslashes, the mark, and digits, each as "0"; whitespace,
+# letters, "-" and all else go.
+_PRECHECK_DIGITS: Final = bytes.maketrans(b"123456789", b"000000000")
+_PRECHECK_DELETE: Final = bytes(b for b in range(256) if b not in b'0123456789"[]{}:,.\\\x7f')
+# In the reduced copy: 16 digits right after what precedes a number, the start of an integer
+# literal too long to be exact as a double (or of a long number with a fraction).
+_LONG_INTEGERS: Final = tuple(start + b"0" * 16 for start in (b":", b",", b"["))
+_LOOK_FOR_LONG_INTEGERS: Final = 2048  # bytes of the reduced copy
 # In compact JSON: an object key made of digits, which JavaScript may treat as an array index.
 _DIGITS_KEY: Final = re.compile(rb'[{,]"[0-9]+":')
 
+# How :func:`_loads_for_verifying` read a body, for :func:`_signing_string_base_and_value`:
+_GENERAL: Final = 0  # by :func:`_loads_for_signing`
+_ONE_PASS: Final = 1  # numbers as in the one-parse path; no object key ends with a digit
+_ONE_PASS_DIGIT_KEY: Final = 2  # the same, but some object key may end with a digit
 
-def _loads_for_verifying(body: bytes) -> tuple[Any, bool]:
-    """Parse a webhook body for :func:`~instax_async.webhooks.verify`; raises what
+
+def _loads_for_verifying(body: bytes | str) -> tuple[Any, int]:
+    """Parse a webhook body for :func:`~instax_async.webhooks.verify` (and ``sign``); raises what
     :func:`_loads_for_signing` raises.
 
-    Returns the value and whether its numbers were read as they are signed (see
-    :func:`_signed_number`); if not (the body nests deeper than :data:`MAX_JSON_DEPTH` levels,
-    or holds the mark), :func:`_loads_for_signing` read it.
+    Returns the value and how it was read, for :func:`_signing_string_base_and_value`: with the
+    numbers of the one-parse path (Decimals as written, integers as JavaScript holds them), or,
+    if the body nests deeper than :data:`MAX_JSON_DEPTH` levels or holds the mark, by
+    :func:`_loads_for_signing`.
     """
-    text = _checked_text(body, measure=False)
-    if _MARK in text or "\\u007" in text or _too_deep(body, MAX_JSON_DEPTH):
-        return _loads_for_signing(body), False
+    if type(body) is bytes:  # :func:`_checked_text`, inline
+        raw, text = body, body.decode()
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM", text, 0)
+    else:
+        text = _checked_text(body, measure=False)
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    reduced = raw.translate(_PRECHECK_DIGITS, _PRECHECK_DELETE)
+    if 127 in reduced:  # the mark (a byte as an int: see _signed_texts)
+        return _loads_for_signing(body), _GENERAL
+    if 92 in reduced:  # a backslash: escapes have their own checks
+        if "\\u007" in text or _too_deep(raw, MAX_JSON_DEPTH):
+            return _loads_for_signing(body), _GENERAL
+    elif (
+        len(reduced) > 2 * MAX_JSON_DEPTH  # (a nesting past the limit takes more brackets)
+        # in a small body, few "[" and "{" answer sooner
+        and (len(reduced) > 8192 or reduced.count(91) + reduced.count(123) > MAX_JSON_DEPTH)
+        and _marks_too_deep(reduced.translate(None, b"0:,."), MAX_JSON_DEPTH)
+    ):
+        return _loads_for_signing(body), _GENERAL
+    # An array-index key is digits: its last character (or escape's) is a digit before `"` and `:`.
+    how = _ONE_PASS_DIGIT_KEY if reduced.find(b'0":') >= 0 else _ONE_PASS
+    # Integers read in C unless one may be too long to be exact as a double (in a small body,
+    # looking costs more than reading its few integers in Python).
+    scan, decode = (
+        _ONE_PASS_PARSER
+        if len(reduced) > _LOOK_FOR_LONG_INTEGERS and max(map(reduced.find, _LONG_INTEGERS)) < 0
+        else _ONE_PASS_PARSER_LONG_INTEGERS
+    )
     try:
         try:
-            value, end = _scan_signed(text, 0)
+            value, end = scan(text, 0)
         except StopIteration:  # leading whitespace, or not JSON
             end = -1
         if end != len(text):
-            value = _decode_signed(text)  # trailing whitespace, or what is wrong
-        return value, True
+            value = decode(text)  # trailing whitespace, or what is wrong
+        return value, how
     except RecursionError:  # only when the caller's own stack is already nearly exhausted
         raise _nested_too_deep() from None
     except json.JSONDecodeError:
         raise
-    except ValueError:  # a NaN or Infinity literal: the general path refuses it as always
-        return _loads_for_signing(body), False
+    except (ValueError, InvalidOperation):
+        # A NaN or Infinity literal, or an exponent beyond a Decimal's: the general path
+        # refuses or reads them as always.
+        return _loads_for_signing(body), _GENERAL
 
 
 def _signing_string_base_and_value(
-    obj: dict[str, Any], secret: str, signed: bool, body: bytes
-) -> tuple[str, bytes, dict[str, Any] | None]:
-    """:func:`_signing_string_and_base` of what :func:`_loads_for_verifying` read from ``body``
-    (``obj``, and whether its numbers are ``signed``), and the signing string parsed back with
-    ``Decimal`` numbers when ``obj`` already is that value (else ``None``).
+    obj: dict[str, Any], secret: str, how: int, body: bytes | str, *, want_value: bool = True
+) -> tuple[bytes, bytes, dict[str, Any] | None]:
+    """The signing string as UTF-8 (like :func:`_signing_string_and_base`), the signature base,
+    and, when ``want_value``, the signing string parsed back with ``Decimal`` numbers if ``obj``
+    can be made that value (else ``None``); ``obj`` and ``how`` are what
+    :func:`_loads_for_verifying` read from ``body``.
 
     Raises what :func:`_signing_string_and_base` raises.
     """
-    if signed:
+    if how != _GENERAL:
         ordered = sort_top_level(obj)
         text = "".join(_marked_chunks(ordered, 0))
-        if "E-" in text or "E+" in text:  # maybe a number with an exponent
-            text = _UPPER_EXPONENT.sub(r"e\1", text)
-        text = text.replace(_MARK_OPEN, "").replace(_MARK_CLOSE, "")
-        value: dict[str, Any] | None = ordered
+        value: dict[str, Any] | None = ordered if want_value else None
         try:
-            payload = text.encode("utf-8")
+            marked = text.encode("utf-8")
         except UnicodeEncodeError:  # surrogates, escaped or joined: parse the text back
-            text, payload = _fix_and_encode(text)
+            marked = _fix_and_encode(text)[1]
             value = None
         # Array-index keys, which JavaScript moves to the front of their object, take the
-        # general path: first a quick test that no key ends with a digit, then the exact one.
-        if b'0":' not in payload.translate(_DIGITS_AS_ZEROS) or _DIGITS_KEY.search(payload) is None:
-            return text, payload + b":" + _js_utf8(secret), value
+        # general path.
+        if how == _ONE_PASS or _DIGITS_KEY.search(marked) is None:
+            pieces = marked.split(b"\x7f")
+            if len(pieces) == 1:
+                payload = marked
+            else:
+                numbers = pieces[1::2]
+                signed = _signed_texts(numbers)
+                if signed and value is not None:
+                    _sign_numbers(value, signed)
+                # Between two numbers: the quote that closes one, what follows, the quote that
+                # opens the next (no number is at the top level, nor next to another quote).
+                pieces[1::2] = numbers
+                pieces[::2] = map(bytes.strip, pieces[::2], repeat(b'"'))
+                payload = b"".join(pieces)
+            return payload, payload + b":" + _js_utf8(secret), value
         obj = _loads_for_signing(body)  # the general path
-    text, base = _signing_string_and_base(obj, secret)
-    return text, base, None
+    payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))[1]
+    return payload, payload + b":" + _js_utf8(secret), None

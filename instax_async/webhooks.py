@@ -97,10 +97,6 @@ def _as_bytes(body: object) -> bytes:
     )
 
 
-def _signature_of(obj: dict[str, Any], secret: str) -> str:
-    return hashlib.md5(jsjson.signature_base(obj, secret), usedforsecurity=False).hexdigest()
-
-
 def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
     """The ``X-Instaxwh-Key`` InstaXchange sends with ``payload``: lowercase md5 hex.
 
@@ -125,15 +121,18 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
                 field="payload",
             )
         try:
-            obj = jsjson._loads_for_signing(payload)
+            obj, how = jsjson._loads_for_verifying(payload)
         except ValueError as exc:
             raise ValidationError(f"payload: not valid JSON ({exc})", field="payload") from None
         if not isinstance(obj, dict):
             raise ValidationError("payload: the JSON must be an object", field="payload")
         try:
-            return _signature_of(obj, secret)
+            base = jsjson._signing_string_base_and_value(
+                obj, secret, how, payload, want_value=False
+            )[1]
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
             raise ValidationError(f"payload: {exc}", field="payload") from None
+        return hashlib.md5(base, usedforsecurity=False).hexdigest()
     except RecursionError:
         # a mapping nested (or referring to itself) deeper than encoding it can go
         raise ValidationError(
@@ -216,7 +215,7 @@ def verify(
         )
     try:
         try:
-            obj, signed_numbers = jsjson._loads_for_verifying(raw)
+            obj, how = jsjson._loads_for_verifying(raw)
         except ValueError as exc:
             raise _failure(
                 VerificationFailure.INVALID_BODY,
@@ -225,9 +224,7 @@ def verify(
         if not isinstance(obj, dict):
             raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
         try:
-            signed, base, value = jsjson._signing_string_base_and_value(
-                obj, secret, signed_numbers, raw
-            )
+            signed, base, value = jsjson._signing_string_base_and_value(obj, secret, how, raw)
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
             raise _failure(
                 VerificationFailure.INVALID_BODY,
@@ -258,8 +255,10 @@ def _reason(exc: ValueError) -> str:
     return str(exc).removeprefix("invalid JSON: ")
 
 
-# Numbers of the signed text are JSON.stringify's: their text is the JavaScript number.
-_signed_json = json.JSONDecoder(parse_float=Decimal).decode
+def _signed_json(signed: bytes) -> Any:
+    """The signing string (UTF-8) parsed back: its numbers are JSON.stringify's, whose text is
+    the JavaScript number."""
+    return json.loads(signed, parse_float=Decimal)
 
 
 def _max_age(value: object) -> timedelta | None:

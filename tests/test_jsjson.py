@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from instax_async import jsjson
+from instax_async import jsjson, webhooks
 from instax_async.jsjson import (
     MAX_JSON_DEPTH,
     loads,
@@ -560,6 +560,8 @@ def _check_against_node(signer: NodeSigner, body: str, secret: str) -> None:
     parsed = loads(raw)
     assert signing_string(parsed) == expected["signing_string"]
     assert _md5(signature_base(parsed, secret)) == expected["signature"]
+    if isinstance(parsed, dict):  # what sign() computes, from the text or its bytes
+        assert webhooks.sign(raw, secret) == expected["signature"]
     if isinstance(raw, bytes) and isinstance(parsed, dict):  # what verify() signs
         base, value = _verify_path(raw, secret)
         assert _md5(base) == expected["signature"]
@@ -805,3 +807,128 @@ def test_bodies_the_one_parse_path_leaves_to_the_general_path(body: bytes) -> No
             _verify_path(body, "s")
         return
     assert _verify_path(body, "s") == (expected[1], json.loads(expected[0], parse_float=Decimal))
+
+
+def _general_path(body: bytes | str, secret: str) -> tuple[bytes, Any]:
+    """The signature base and the signed value as the general path computes them."""
+    text, base = jsjson._signing_string_and_base(jsjson._loads_for_signing(body), secret)
+    return base, json.loads(text, parse_float=Decimal)
+
+
+def _assert_one_parse_path_is_the_general_path(body: bytes, secret: str = "s") -> None:
+    base, value = _general_path(body, secret)
+    one_pass_base, one_pass_value = _verify_path(body, secret)
+    assert one_pass_base == base
+    _assert_same_json(one_pass_value, value)
+    assert webhooks.sign(body, secret) == _md5(base)
+    assert webhooks.sign(body.decode("utf-8"), secret) == _md5(base)
+
+
+# Numbers whose text is JSON.stringify's, and others: trailing zeros, exponents, long digits.
+NUMBER_TEXTS = st.one_of(
+    NUMBER_LITERALS,
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: stringify(x)),
+    st.floats(min_value=1e-12, max_value=1e-3).map(repr),
+    st.integers(min_value=-(10**25), max_value=10**25).map(str),
+    st.sampled_from(["5.0", "1.50", "1e0", "-0.0", "1E+21", "1e400", "2e-324", "0.000001"]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(NUMBER_TEXTS, min_size=9, max_size=60),
+    padding=st.sampled_from([0, 400]),
+    at=st.sampled_from(["[", ":", ","]),
+)
+def test_many_numbers_take_the_one_parse_path_like_the_general_one(
+    texts: list[str], padding: int, at: str
+) -> None:
+    # Nine numbers or more are checked all at once; a body of more than 2048 bytes of numbers,
+    # quotes and brackets has its integers read in C unless one may be too long.
+    items = ",".join(texts)
+    members = ",".join(f'"k{i}":{text}' for i, text in enumerate(texts))  # keys ending in digits
+    numbers = {"[": f"[{items}]", ":": "{" + members + "}", ",": f"[0,{items}]"}[at]
+    pad = ",".join(["123456"] * padding)
+    body = '{"webhookId":"w","pad":[' + pad + '],"n":' + numbers + "}"
+    _assert_one_parse_path_is_the_general_path(body.encode())
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        ["0.1"] * 8 + ["12345678901234567"],  # a long integer, among plain fractions
+        ["0.1"] * 8 + ["3e0", "1.5e-7"],  # no "." (but an exponent), a small exponent
+        ["0.1"] * 8 + ["3"],  # no ".", no exponent: read as an integer, no Decimal
+        ["0.1"] * 8 + ["2.50"] * 40,  # many trailing zeros: each one looked at
+        ["0.1"] * 8 + ["1e-7"] * 40,  # many exponents
+        ["0.30000000000000004"] * 9 + ["0.30000000000000001"],  # 17 digits, shortest or not
+        ["5e-324", "2.5e-324", "1.5e-323"] * 3,  # the smallest doubles
+        ["1e21", "1.5e17", "123456789012345678901234567890.5"] * 3,  # past 2**53
+    ],
+)
+def test_number_texts_checked_together_or_one_by_one(numbers: list[str]) -> None:
+    body = '{"webhookId":"w","n":[' + ",".join(numbers) + '],"m":{"x":' + numbers[-1] + "}}"
+    _assert_one_parse_path_is_the_general_path(body.encode())
+
+
+def test_numbers_replaced_deep_in_the_value_stop_at_the_last() -> None:
+    body = (
+        b'{"a":[1.5,{"b":[2.5,{"c":5.0}],"d":[]},[[7.25]]],"e":{"f":1.50,"g":[0.5,0.25]},'
+        b'"h":{"i":[1.0,2.0,3.5]},"z":[9.5]}'
+    )
+    _assert_one_parse_path_is_the_general_path(body)
+    value = _verify_path(body, "s")[1]
+    assert value["a"][1]["b"][1]["c"] == 5 and type(value["a"][1]["b"][1]["c"]) is int
+    assert value["h"]["i"] == [1, 2, Decimal("3.5")]
+
+
+def test_a_lowercase_exponent_in_the_decimal_context_changes_nothing() -> None:
+    import decimal
+
+    body = b'{"n":[1e-7,1.5e-8,1e21,1.7058749854469314e-7,0.5,5.0,0.1,0.2,0.3,0.4]}'
+    expected = _general_path(body, "s")
+    with decimal.localcontext() as context:
+        context.capitals = 0
+        assert _verify_path(body, "s")[0] == expected[0]
+        assert webhooks.sign(body, "s") == _md5(expected[0])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":1e99999999999999999999,"b":[1.5]}',  # an exponent beyond a Decimal's
+        b'{"a":-1e-99999999999999999999}',
+        b'{"k":"' + b"[" * 300 + b'","n":[' + b"[" * 100 + b"1.5" + b"]" * 100 + b"]}",  # deep
+        b'{"k":"' + b"{" * 300 + b'","n":' + b"[" * 130 + b"]" * 130 + b"}",  # too deep
+        b'{"k":"x","n":[' + b",".join([b"[0.5]"] * 3000) + b"]}",  # long, shallow
+        b'{"s":"[x]","n":[' + b",".join([b"[[[0.5]]]"] * 1000) + b"]}",  # strings hold brackets
+        b'{"s":"[x]","n":' + b"[" * 129 + b"]" * 129 + b',"p":"' + b"1" * 9000 + b'"}',
+        b'{"n":[[1.5]],"p":"' + b"1" * 9000 + b'"}',  # large, with few brackets
+    ],
+)
+def test_bodies_past_the_checks_of_the_one_parse_path(body: bytes) -> None:
+    try:
+        expected = _general_path(body, "s")
+    except ValueError as exc:
+        with pytest.raises(type(exc), match="^" + re.escape(str(exc)) + "$"):
+            _verify_path(body, "s")
+        return
+    _assert_one_parse_path_is_the_general_path(body)
+    assert _verify_path(body, "s")[0] == expected[0]
+
+
+def test_long_integers_in_a_large_body_are_read_as_javascript_holds_them() -> None:
+    pad = b",".join([b"[1.5,2]"] * 400)
+    for literal in (b"12345678901234567890", b"-9007199254740993", b"9007199254740992"):
+        for before, after in ((b'"a":', b""), (b'"a":[1,', b"]"), (b'"a":[', b"]")):
+            body = b'{"pad":[' + pad + b"]," + before + literal + after + b"}"
+            _assert_one_parse_path_is_the_general_path(body)
+
+
+def test_bytes_like_bodies_are_read_like_bytes() -> None:
+    body = b'{"a":[1.5,2,"x"]}'
+    expected = jsjson._loads_for_verifying(body)
+    assert jsjson._loads_for_verifying(bytearray(body)) == expected
+    assert jsjson._loads_for_verifying(memoryview(body)) == expected
+    with pytest.raises(ValueError, match="BOM"):
+        jsjson._loads_for_verifying("\ufeff".encode() + body)

@@ -251,6 +251,32 @@ def test_sign_accepts_mappings_with_decimals_and_rejects_bad_input() -> None:
         sign(COMPLETED, None)  # type: ignore[arg-type]
 
 
+TRICKY_BODIES = [
+    b'{"webhookId": "w", "n": [1e21, 1e-7, -0.0, -0, 5e-324, 2.5e-324, 1e400, -1e400]}',
+    b'{"n": [9007199254740993, 12345678901234567890, -123456789012345678901234567890]}',
+    b'{"n": [0.1, 0.30000000000000004, 3.74000000000000000009, 5.0, 1.50, 1e2, 1E+2]}',
+    b'{"n": {"a": 100000000000000000000.5, "b": 0.000001, "c": 0.0000001, "d": 1.5e-7}}',
+    '{"\u00e9t\u00e9": 1.5, "\U0001f600": 2, "\ufb01": [3.25, "\\u0000\u2028"], "a": 1}'.encode(),
+    b'{"z\\ud83d\\ude00": 1, "z\\uffff": 2, "\\u00e9": {"2": 0.5, "10": 1.0, "x": 1e-7}}',
+    b'{"__proto__": {"a": 1}, "data": {"__proto__": 5.0}, "0": 1, "1e3": 2}',
+    b'{"n": [' + b", ".join([b"0.1", b"1e-7", b"5.0", b"0.30000000000000004"] * 30) + b"]}",
+]
+
+
+@pytest.mark.parametrize("body", TRICKY_BODIES)
+def test_sign_and_verify_agree_on_tricky_numbers_and_keys(body: bytes) -> None:
+    # The signature of the general path (parse like JSON.parse, then JSON.stringify), which
+    # Node's vectors check, is what sign() writes, for the bytes, their text and a mapping.
+    base = jsjson.signature_base(jsjson.loads(body), SECRET)
+    expected = hashlib.md5(base).hexdigest()
+    assert sign(body, SECRET) == expected
+    assert sign(body.decode(), SECRET) == expected
+    event = verify(body, expected, SECRET)
+    signed = json.loads(base[: -len(SECRET) - 1], parse_float=Decimal)
+    assert event.raw == signed and list(event.raw) == list(signed)
+    assert sign(dict(event.raw), SECRET) == expected  # the event's raw signs as the body does
+
+
 def test_dedupe_key_distinguishes_statuses() -> None:
     first = parse({"webhookId": "w", "transactionId": "t", "data": {"status": "pending"}})
     second = parse({"webhookId": "w", "transactionId": "t", "data": {"status": "completed"}})
