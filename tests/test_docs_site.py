@@ -66,6 +66,26 @@ def test_the_reference_documents_every_public_name(module: str, name: str) -> No
     assert docstring is not None and docstring.value.strip(), f"{module}.{name} has no docstring"
 
 
+def test_read_the_docs_builds_the_site_as_make_docs_does() -> None:
+    # The "Documentation" URL is a Read the Docs site: it must build the same configuration,
+    # as strictly, with the docs extra's tools, on a Python that extra supports.
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load((ROOT / ".readthedocs.yaml").read_text(encoding="utf-8"))
+    assert config["version"] == 2
+    assert config["mkdocs"] == {"configuration": "mkdocs.yml", "fail_on_warning": True}
+    assert (ROOT / config["mkdocs"]["configuration"]).is_file()
+    assert config["python"]["install"] == [
+        {"method": "pip", "path": ".", "extra_requirements": ["docs"]}
+    ]
+    python = tuple(map(int, config["build"]["tools"]["python"].split(".")))
+    assert python >= (3, 11)  # the docs extra's tools are installed on 3.11+ only
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'Documentation = "https://instax-async.readthedocs.io"' in pyproject
+    assert "site_url: https://instax-async.readthedocs.io/" in (ROOT / "mkdocs.yml").read_text(
+        encoding="utf-8"
+    )
+
+
 def test_the_reference_documents_nothing_else() -> None:
     entries = [
         line.removeprefix("::: ").strip()
