@@ -283,8 +283,10 @@ async def test_the_deadline_ends_the_watch_across_slices_and_is_logged(
         tx_id = await new_payout(sandbox, client)
         # the pool's default queue is another one: the slices must follow queue_name
         pool = await make_pool("arq:queue")
+        # A deadline of four 0.3-s slices: long enough that the worker (started after the
+        # enqueue, on a loaded machine too) polls before it passes and knows the last status.
         await enqueue_payout_watch(
-            pool, tx_id, on_hash=ON_HASH, deadline=0.45, queue_name=queue, **FAST
+            pool, tx_id, on_hash=ON_HASH, deadline=1.2, queue_name=queue, **FAST
         )
         with caplog.at_level(logging.WARNING, logger="instax_async.arq"):
             await run_burst(
