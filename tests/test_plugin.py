@@ -9,9 +9,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
 
 from instax_async import InstaxError, TransactionStatus, ValidationError, webhooks
+from instax_async.sandbox import Sandbox
 from instax_async.testing import WebhookRecorder, make_webhook, plugin
 from instax_async.testing.plugin import SANDBOX_TEST_DEFAULTS, _sandbox_config
 
@@ -139,6 +141,25 @@ def test_recorder_arguments_and_repr() -> None:
     with pytest.raises(ValidationError, match="secret") as caught:
         WebhookRecorder("")
     assert caught.value.field == "secret"
+
+
+@pytest.mark.parametrize("make", [WebhookRecorder, Sandbox], ids=["WebhookRecorder", "Sandbox"])
+async def test_servers_are_async_context_managers_only(make: Any) -> None:
+    # A plain ``with`` (a forgotten ``async``) says what to write, as the client's does.
+    refused = pytest.raises(TypeError, match=rf"^{make.__name__} is asynchronous: use 'async with")
+    with refused, make():
+        pass  # pragma: no cover - never entered
+    server = make()
+    async with server:
+        assert server.url
+        async with aiohttp.ClientSession() as http, http.get(server.url) as response:
+            assert response.status in (404, 405)  # listening
+    url = server.url
+    assert server._runner is None  # stopped on leaving
+    await server.aclose()  # closing again is a no-op
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(url)
 
 
 @pytest.mark.parametrize(

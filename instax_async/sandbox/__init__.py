@@ -20,20 +20,20 @@ delivery log). Client mistakes get a 4xx ``{"message", "field"}`` JSON answer, n
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
+from .._lifecycle import AsyncResource
 from ..errors import InstaxError
 from .app import DEFAULT_RATES, STATE, SandboxConfig, SandboxState, create_app
 
 __all__ = ["DEFAULT_RATES", "Sandbox", "SandboxConfig", "SandboxState", "create_app"]
 
 
-class Sandbox:
+class Sandbox(AsyncResource):
     """Run the sandbox on a loopback port for the duration of an ``async with`` block.
 
     :param port: ``0`` picks a free port; ``url`` tells which.
@@ -96,12 +96,8 @@ class Sandbox:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """The same as :meth:`stop` (leaving ``async with`` calls it)."""
         await self.stop()
 
     async def _helper(self, session_id: str, action: str, reason: str | None) -> dict[str, Any]:

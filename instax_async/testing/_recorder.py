@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._compat import timeout as timeout_scope
+from .._lifecycle import AsyncResource
 from ..errors import InstaxError, ValidationError
 from ..models import WebhookEvent
 
@@ -54,7 +54,7 @@ def _describe(event: WebhookEvent) -> str:
     )
 
 
-class WebhookRecorder:
+class WebhookRecorder(AsyncResource):
     """A running webhook receiver on a loopback port that records verified deliveries.
 
     It is what the ``instax_webhooks`` fixture yields; outside pytest, use it as an async
@@ -138,12 +138,8 @@ class WebhookRecorder:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """The same as :meth:`stop` (leaving ``async with`` calls it)."""
         await self.stop()
 
     def _record(self, event: WebhookEvent) -> None:
