@@ -102,19 +102,20 @@ async def test_claim_done_and_release_states(redis_client: redis.asyncio.Redis) 
 async def test_a_crashed_claim_expires_after_processing_ttl(
     redis_client: redis.asyncio.Redis,
 ) -> None:
-    store = RedisDedupeStore(redis_client, prefix="t2:", processing_ttl=0.15)
+    # (times long enough that the second claim comes before the expiry on a loaded machine)
+    store = RedisDedupeStore(redis_client, prefix="t2:", processing_ttl=0.5)
     assert await store.claim("a") is ClaimResult.NEW
     assert await store.claim("a") is ClaimResult.PROCESSING
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.55)
     assert await store.claim("a") is ClaimResult.NEW
 
 
 async def test_done_marks_expire_after_ttl(redis_client: redis.asyncio.Redis) -> None:
-    store = RedisDedupeStore(redis_client, prefix="t3:", ttl=0.1)
+    store = RedisDedupeStore(redis_client, prefix="t3:", ttl=0.5)
     await store.claim("a")
     await store.mark_done("a")
     assert await store.claim("a") is ClaimResult.DONE
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.55)
     assert await store.claim("a") is ClaimResult.NEW
 
 
@@ -212,16 +213,16 @@ async def test_a_handler_that_fails_midway_gets_the_redelivery_on_another_instan
 async def test_a_crashed_instance_claim_expires_and_the_redelivery_is_processed(
     start_server: StartServer, post: Post, redis_client: redis.asyncio.Redis
 ) -> None:
-    store = RedisDedupeStore(redis_client, prefix="r3:", processing_ttl=0.3)
+    store = RedisDedupeStore(redis_client, prefix="r3:", processing_ttl=1.0)
     on_event = Handler()
     url = await receiver(start_server, store, on_event)
     body = event_body()
     # an instance claimed this event, then died before marking or releasing it
-    crashed = RedisDedupeStore(redis_client, prefix="r3:", processing_ttl=0.3)
+    crashed = RedisDedupeStore(redis_client, prefix="r3:", processing_ttl=1.0)
     assert await crashed.claim(dedupe_key(parse(body))) is ClaimResult.NEW
     assert (await post(url, body))[0] == 409
     assert on_event.calls == []
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.05)
     assert await post(url, body) == (200, {"status": "ok"})
     assert len(on_event.calls) == 1
 
