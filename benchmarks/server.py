@@ -14,6 +14,10 @@ Routes (all on 127.0.0.1):
 - ``GET /_bench/stats``: request counts and the recorded blockchain-status times
   (``time.monotonic()``, which is system-wide on Linux, so comparable with the client's clock).
 - ``POST /_bench/reset?pending_polls=N``: forgets every id and time, sets ``pending_polls``.
+  With ``watch_lag=1`` the server also watches its own lateness until the next reset: a task
+  wakes every 2 ms, and ``/_bench/stats`` reports the most it woke late (``max_lag``, seconds),
+  so that a caller can tell a server that stalled (and time-stamped requests late) from a client
+  that sent them late.
 
 :class:`ServerProcess` starts and stops it from a benchmark (``with ServerProcess() as server:``).
 """
@@ -57,6 +61,15 @@ class _State:
         self.sessions = 0
         self.polls: dict[str, int] = {}
         self.poll_times: list[float] = []
+        self.max_lag = 0.0
+        self.lag_watch: asyncio.Task[None] | None = None
+
+    async def watch_lag(self) -> None:
+        """Record in ``max_lag`` the most the event loop wakes late (ends when cancelled)."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(0.002)
+            self.max_lag = max(self.max_lag, time.monotonic() - started - 0.002)
 
 
 def make_app(pending_polls: int = 1) -> web.Application:
@@ -89,6 +102,7 @@ def make_app(pending_polls: int = 1) -> web.Application:
                 "ids": len(state.polls),
                 "pending_polls": state.pending_polls,
                 "poll_times": state.poll_times,
+                "max_lag": state.max_lag,
             }
         )
 
@@ -96,6 +110,12 @@ def make_app(pending_polls: int = 1) -> web.Application:
         state.pending_polls = int(request.query.get("pending_polls", state.pending_polls))
         state.polls = {}
         state.poll_times = []
+        state.max_lag = 0.0
+        if state.lag_watch is not None:
+            state.lag_watch.cancel()
+            state.lag_watch = None
+        if request.query.get("watch_lag") == "1":
+            state.lag_watch = asyncio.create_task(state.watch_lag())
         return web.json_response({"pending_polls": state.pending_polls})
 
     app = web.Application()

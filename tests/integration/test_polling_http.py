@@ -312,20 +312,16 @@ async def _block_the_loop(every: float, block: float) -> None:
         time.sleep(block)  # noqa: ASYNC251 - the point: the loop blocked, as CPU work blocks it
 
 
-@pytest.mark.parametrize(
-    ("rate_limit", "count", "stalls"),
-    [(40, 60, False), (20, 30, True)],
-    ids=["steady", "loop-blocked-40ms-every-200ms"],
-)
-async def test_the_server_never_counts_more_than_rate_limit_in_any_second(
-    counting_server: ServerProcess, rate_limit: int, count: int, stalls: bool
-) -> None:
+async def _poll_through_the_counting_server(
+    server: ServerProcess, rate_limit: int, count: int, stalls: bool
+) -> tuple[list[float], float]:
+    """Watch ``count`` ids at ``rate_limit``; the times the server saw, and its own lateness."""
     concurrency = 4
-    async with AsyncSession(base_url=counting_server.url) as client:
+    async with AsyncSession(base_url=server.url) as client:
         # a pooled connection for each request that can be in flight, so every request is
         # written in the step that takes its send slot (a new connection would be written later)
         await asyncio.gather(*(client.blockchain_status(f"warm_{n}") for n in range(concurrency)))
-        await _bench(counting_server.url, "/_bench/reset?pending_polls=0", "POST")
+        await _bench(server.url, "/_bench/reset?pending_polls=0&watch_lag=1", "POST")
         blocker = asyncio.create_task(_block_the_loop(0.2, 0.04)) if stalls else None
         try:
             async with BlockchainPoller(
@@ -337,12 +333,38 @@ async def test_the_server_never_counts_more_than_rate_limit_in_any_second(
                 blocker.cancel()
                 await asyncio.gather(blocker, return_exceptions=True)
     assert all(r.hash for r in results)
-    times = sorted((await _bench(counting_server.url, "/_bench/stats"))["poll_times"])
-    assert len(times) == count
-    # the README's promise, as the server counts: any closed 1-s window [t, t + 1]
-    busiest = max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
+    stats = await _bench(server.url, "/_bench/stats")
+    await _bench(server.url, "/_bench/reset", "POST")  # (stops watching the lateness)
+    return sorted(stats["poll_times"]), stats["max_lag"]
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "count", "stalls"),
+    [(40, 60, False), (20, 30, True)],
+    ids=["steady", "loop-blocked-40ms-every-200ms"],
+)
+async def test_the_server_never_counts_more_than_rate_limit_in_any_second(
+    counting_server: ServerProcess, rate_limit: int, count: int, stalls: bool
+) -> None:
+    # The server time-stamps a request when its handler runs: if the server itself stalls (a
+    # busy machine), requests it reads late get bunched stamps, which says nothing of when the
+    # client sent them. A run that breaks a bound while the server woke late by a fifth of
+    # 1/rate_limit or more is measured again (three runs at most); any other must meet them.
+    stalled: list[float] = []
+    for _ in range(3):
+        times, lag = await _poll_through_the_counting_server(
+            counting_server, rate_limit, count, stalls
+        )
+        assert len(times) == count
+        # the README's promise, as the server counts: any closed 1-s window [t, t + 1]
+        busiest = max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
+        # and no burst after a stall: the client sends them over 0.8/rate_limit apart; a
+        # quarter of 1/rate_limit leaves room for the delays the two processes see
+        closest = min(b - a for a, b in itertools.pairwise(times))
+        if (busiest <= rate_limit and closest >= 0.25 / rate_limit) or lag < 0.2 / rate_limit:
+            break
+        stalled.append(lag)
+    else:
+        pytest.fail(f"the counting server stalled in every run (woke late by {stalled} s)")
     assert busiest <= rate_limit
-    # and no burst after a stall: the client sends them over 0.8/rate_limit apart; a quarter
-    # of 1/rate_limit leaves room for any delay the two processes see on a busy machine
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.25 / rate_limit
+    assert closest >= 0.25 / rate_limit
