@@ -151,15 +151,19 @@ async def test_servers_are_async_context_managers_only(make: Any) -> None:
         pass  # pragma: no cover - never entered
     server = make()
     async with server:
-        assert server.url
-        async with aiohttp.ClientSession() as http, http.get(server.url) as response:
+        url = server.url
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
             assert response.status in (404, 405)  # listening
-    url = server.url
-    assert server._runner is None  # stopped on leaving
+        with pytest.raises(InstaxError, match=f"^this {make.__name__} is already running$"):
+            await server.start()  # (a second server would be left running)
+        assert server.url == url
+    assert server.url == "" and "not started" in repr(server)  # stopped on leaving
     await server.aclose()  # closing again is a no-op
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
             await http.get(url)
+    async with server:  # and it starts again
+        assert server.url.startswith("http://127.0.0.1:")
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,9 @@ class Sandbox(AsyncResource):
         return self.app[STATE]
 
     async def start(self) -> str:
-        """Start listening; returns the base URL."""
+        """Start listening; returns the base URL. Raises :class:`InstaxError` while running."""
+        if self._runner is not None:
+            raise InstaxError("this Sandbox is already running")
         kwargs: dict[str, Any] = {"shutdown_timeout": 1.0}
         if not self._access_log:
             kwargs["access_log"] = None
@@ -87,7 +89,8 @@ class Sandbox(AsyncResource):
         return self.url
 
     async def stop(self) -> None:
-        """Stop listening and cancel pending webhook deliveries."""
+        """Stop listening and cancel pending webhook deliveries; :attr:`url` is ``""`` again."""
+        self.url = ""
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

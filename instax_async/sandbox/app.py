@@ -205,8 +205,21 @@ class SandboxState:
 
 CONFIG = web.AppKey("instax_sandbox_config", SandboxConfig)
 STATE = web.AppKey("instax_sandbox_state", SandboxState)
-HTTP = web.AppKey("instax_sandbox_http", aiohttp.ClientSession)
-TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("instax_sandbox_tasks")
+
+
+class _Deliveries:
+    """What delivering webhooks needs while the app runs: its HTTP client and pending tasks.
+
+    One object per app, made with it and filled on each start, so that an app started again
+    after a stop does not change the state of an application aiohttp has frozen.
+    """
+
+    def __init__(self) -> None:
+        self.http: aiohttp.ClientSession | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+DELIVERIES = web.AppKey("instax_sandbox_deliveries", _Deliveries)
 RANDOM = web.AppKey("instax_sandbox_random", random.Random)
 
 
@@ -605,8 +618,9 @@ def _deliver_in_background(app: web.Application, payloads: list[dict[str, Any]])
     if config.webhook_url is None:
         return
     task = asyncio.get_running_loop().create_task(_deliver_all(app, payloads))
-    app[TASKS].add(task)
-    task.add_done_callback(app[TASKS].discard)
+    tasks = app[DELIVERIES].tasks
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def _deliver_all(app: web.Application, payloads: list[dict[str, Any]]) -> None:
@@ -629,11 +643,13 @@ async def _deliver(app: web.Application, payload: dict[str, Any]) -> None:
         "delivered": False,
     }
     app[STATE].deliveries.append(record)
+    http = app[DELIVERIES].http
+    assert http is not None  # (deliveries run only while the app does: cleanup cancels them)
     for attempt in range(config.webhook_attempts):
         if attempt:
             await asyncio.sleep(config.webhook_backoff * 2 ** (attempt - 1))
         try:
-            async with app[HTTP].post(config.webhook_url, data=body, headers=headers) as answer:
+            async with http.post(config.webhook_url, data=body, headers=headers) as answer:
                 await answer.read()
                 record["attempts"].append(answer.status)
                 if 200 <= answer.status < 300:
@@ -656,15 +672,15 @@ async def _deliver(app: web.Application, payload: dict[str, Any]) -> None:
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-    tasks: set[asyncio.Task[None]] = set()
-    app[TASKS] = tasks
+    deliveries = app[DELIVERIES]
+    deliveries.http = http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     yield
-    pending = list(tasks)
+    pending = list(deliveries.tasks)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    await app[HTTP].close()
+    deliveries.http = None
+    await http.close()
 
 
 def create_app(config: SandboxConfig | None = None) -> web.Application:
@@ -674,6 +690,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app[CONFIG] = config
     app[STATE] = SandboxState()
     app[RANDOM] = random.Random(config.seed)
+    app[DELIVERIES] = _Deliveries()
     app.cleanup_ctx.append(_http_client)
     app.router.add_post("/api/session", _create_session)
     app.router.add_get("/api/session/{session_id}/status", _session_status)

@@ -125,7 +125,9 @@ class WebhookRecorder(AsyncResource):
         return self.url
 
     async def stop(self) -> None:
-        """Stop listening. A :meth:`wait_for` still waiting raises :class:`InstaxError`."""
+        """Stop listening (:attr:`url` is ``""`` again). A :meth:`wait_for` still waiting raises
+        :class:`InstaxError`."""
+        self.url = ""
         waiters, self._waiters = self._waiters, []
         for _, future in waiters:
             if not future.done():

@@ -472,8 +472,12 @@ async def test_helper_errors_are_instax_errors() -> None:
                 await sandbox.complete(weird)
         await sandbox.fail(created["id"], reason="Insufficient funds")
         assert sandbox.state.sessions[created["id"]]["status_reason"] == "Insufficient funds"
+        url = sandbox.url
+    with pytest.raises(InstaxError, match="the sandbox is not started"):
+        await sandbox.complete("ps_1")  # stopped
+    sandbox.url = url  # as if it were still running: nothing listens there any more
     with pytest.raises(InstaxError, match="complete of 'ps_1' failed") as info:
-        await sandbox.complete("ps_1")  # stopped: nothing listens any more
+        await sandbox.complete("ps_1")
     assert isinstance(info.value.__cause__, aiohttp.ClientError)
 
 
