@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from .._lifecycle import AsyncResource
+from .._server_log import server_logger
 from ..errors import InstaxError
 from .app import DEFAULT_RATES, STATE, SandboxConfig, SandboxState, create_app
 
@@ -67,7 +68,7 @@ class Sandbox(AsyncResource):
         """Start listening; returns the base URL. Raises :class:`InstaxError` while running."""
         if self._runner is not None:
             raise InstaxError("this Sandbox is already running")
-        kwargs: dict[str, Any] = {"shutdown_timeout": 1.0}
+        kwargs: dict[str, Any] = {"shutdown_timeout": 1.0, "logger": server_logger}
         if not self._access_log:
             kwargs["access_log"] = None
         else:

@@ -47,6 +47,7 @@ __all__ = [
 
 logger = logging.getLogger("instax_async.sandbox")
 
+
 DEFAULT_RATES: Mapping[str, Decimal] = {
     "USD": Decimal("1"),
     "EUR": Decimal("1.08"),

@@ -98,6 +98,7 @@ class WebhookRecorder(AsyncResource):
             raise InstaxError("this WebhookRecorder is already running")
         from aiohttp import web
 
+        from .._server_log import server_logger
         from ..integrations.aiohttp import webhook_handler
 
         handler = webhook_handler(self.secret, self._record, dedupe=False)
@@ -110,7 +111,7 @@ class WebhookRecorder(AsyncResource):
 
         app = web.Application()
         app.router.add_post("/webhooks/instax", receive)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, logger=server_logger)
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, 0).start()

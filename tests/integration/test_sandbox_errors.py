@@ -20,6 +20,7 @@ from aiohttp import web
 from instax_async import InstaxError, ValidationError
 from instax_async.sandbox import Sandbox, SandboxConfig
 from instax_async.sandbox import app as sandbox_app
+from instax_async.testing import WebhookRecorder
 
 SENDING = {
     "amountDirection": "sending",
@@ -540,3 +541,38 @@ async def test_a_client_that_leaves_mid_body_is_not_a_sandbox_failure(
     status, _, _ = await call("POST", f"{sandbox.url}/api/session", json=SENDING)
     assert status == 201
     assert not [r for r in caplog.records if r.name == "instax_async.sandbox"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /utils/blockchain-status?txId=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"y" * 9000 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # TLS to an HTTP port
+    ],
+    ids=["long-request-line", "long-header", "malformed-header", "tls-hello"],
+)
+@pytest.mark.parametrize("server", ["sandbox", "webhook recorder"])
+async def test_requests_that_are_not_http_get_a_400_and_one_log_line(
+    request_bytes: bytes, server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="instax_async")
+    running = Sandbox() if server == "sandbox" else WebhookRecorder()
+    async with running:
+        host, port = running.url.removeprefix("http://").split("/")[0].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request_bytes)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+    assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
+    records = [r for r in caplog.records if r.name.startswith(("aiohttp", "instax_async"))]
+    assert all(r.exc_info is None and r.levelno <= logging.WARNING for r in records), records
+    [warning] = [r for r in records if r.levelno == logging.WARNING] or [None]
+    if warning is not None:  # (a TLS hello is logged by aiohttp at DEBUG only)
+        assert warning.name == "instax_async.sandbox.server"
+        message = warning.getMessage()
+        assert message.startswith("refused a request from 127.0.0.1 that is not valid HTTP (400)")
+        assert len(message) < 250  # the request line itself is not copied into the log
