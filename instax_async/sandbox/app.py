@@ -47,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger("instax_async.sandbox")
 
-
 DEFAULT_RATES: Mapping[str, Decimal] = {
     "USD": Decimal("1"),
     "EUR": Decimal("1.08"),
