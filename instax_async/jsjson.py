@@ -494,8 +494,13 @@ def signature_base(obj: dict[str, Any], secret: str) -> bytes:
 
 def _signing_string_and_base(obj: dict[str, Any], secret: str) -> tuple[str, bytes]:
     """:func:`signing_string` and :func:`signature_base` of ``obj``, from one serialization."""
-    text, payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))
+    text, payload = _signing_text_and_utf8(obj)
     return text, payload + b":" + _js_utf8(secret)
+
+
+def _signing_text_and_utf8(obj: dict[str, Any]) -> tuple[str, bytes]:
+    """:func:`signing_string` of ``obj``, and its UTF-8."""
+    return _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))
 
 
 # ------------------------------------------------------------------------ verifying
@@ -868,5 +873,5 @@ def _signing_string_base_and_value(
                 payload = b"".join(pieces)
             return payload, payload + b":" + _js_utf8(secret), value
         obj = _loads_for_signing(body)  # the general path
-    payload = _fix_and_encode(_encode_with_surrogates(sort_top_level(obj)))[1]
+    payload = _signing_text_and_utf8(obj)[1]
     return payload, payload + b":" + _js_utf8(secret), None
