@@ -9,6 +9,13 @@ never a traceback:
 - A closed pipe (``instax … | head -1``) ends the command quietly with status 0, as Unix
   tools do: the reader has what it wanted.
 - ``--json`` works with every command; options a command does not use are not offered to it.
+
+Nothing a server (or a webhook body) controls reaches the terminal raw. Human output shows
+control characters escaped (:func:`terminal_text`: ESC as ``\\x1b``, CR as ``\\r``) and cuts
+such text at :data:`TEXT_LIMIT` characters with a marker saying how many more there were;
+``--json`` output is strict JSON (:func:`json_text`: NaN and Infinity become ``null``, C1
+controls are escaped). A hostile API cannot retitle the window, write the clipboard, clear the
+screen, overwrite a line or flood the terminal with one 10 MB line.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from decimal import Decimal
 from typing import IO, Any, NoReturn, TypeVar
 
 from aiohttp import web
@@ -60,16 +68,92 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+#: The most characters of one server-provided value that human output shows.
+TEXT_LIMIT = 500
+
+# Characters a terminal may obey instead of showing: C0 controls (ESC starts the sequences that
+# retitle the window, write the clipboard or clear the screen; CR overwrites the line), DEL, C1
+# controls (U+009B alone starts a sequence), line and paragraph separators, bidirectional
+# controls that reorder what is shown (a hash would read differently), and lone surrogates,
+# which no encoding can write. JSON output escapes the same ones.
+_UNSAFE = [
+    *range(0x00, 0x20),
+    *range(0x7F, 0xA0),
+    0x061C,
+    0x200E,
+    0x200F,
+    *range(0x2028, 0x202F),
+    *range(0x2066, 0x206A),
+    *range(0xD800, 0xE000),
+]
+# str.translate rather than a regex with a callback: `instax status --json` on a 10 MB answer
+# of U+009B takes 0.6 s instead of 4.2 s.
+_SHOWN_AS = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in _UNSAFE}
+_SHOWN_AS.update({ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
+_JSON_ESCAPED = {code: f"\\u{code:04x}" for code in _UNSAFE}
+
+
+def terminal_text(value: object, limit: int | None = TEXT_LIMIT) -> str:
+    """``value`` as text that is safe to print to a terminal, for human output.
+
+    Control characters are shown, not obeyed: ``\\t``, ``\\n``, ``\\r``, ``\\xNN`` for other
+    C0 controls, DEL and C1 controls, ``\\uNNNN`` for separators, bidirectional controls and
+    lone surrogates. Text longer than ``limit`` characters is cut there, with a marker saying
+    how many more there were (``None``: never cut). Backslashes are left as they are.
+
+    >>> terminal_text("\\x1b]0;owned\\x07\\x9b2J")
+    '\\\\x1b]0;owned\\\\x07\\\\x9b2J'
+    >>> terminal_text("x" * 502)[-24:]
+    'xxx… [2 more characters]'
+    """
+    text = str(value)
+    marker = ""
+    if limit is not None and len(text) > limit:
+        marker = f"… [{len(text) - limit} more characters]"
+        text = text[:limit]  # before escaping: the work stays bounded whatever the size
+    return text.translate(_SHOWN_AS) + marker
+
+
+def _strict(value: Any) -> Any:
+    # A Decimal as its exact text; a number JSON has no words for as null.
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else None
+    if isinstance(value, Mapping):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def json_text(data: object) -> str:
+    """``data`` as one line of strict JSON that is safe to print to a terminal (``--json``).
+
+    NaN and Infinity (float or ``Decimal``; JSON has no words for them) become ``null``, as
+    JavaScript's ``JSON.stringify`` makes them; a finite ``Decimal`` becomes its exact text.
+    Non-ASCII text stays readable, but DEL, C1 controls and the other characters
+    :func:`terminal_text` escapes are written as ``\\uNNNN`` escapes (C0 controls always are),
+    so the output parses with any strict parser and carries nothing a terminal would obey.
+
+    >>> json_text({"fee": float("nan"), "rate": Decimal("1.50"), "status": "\\x9b2J"})
+    '{"fee": null, "rate": "1.50", "status": "\\\\u009b2J"}'
+    >>> json_text([Decimal("-Infinity"), float("inf")])
+    '[null, null]'
+    """
+    text = json.dumps(_strict(data), default=str, ensure_ascii=False, allow_nan=False)
+    # These characters can only be inside strings, where an escape means the same thing.
+    return text.translate(_JSON_ESCAPED)
+
+
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    if args.json:
-        print(json.dumps(data, default=str, ensure_ascii=False))
-    else:
-        print(text)
+    """Print ``data`` as JSON with ``--json``, else ``text`` (built from :func:`_shown` parts)."""
+    print(json_text(data) if args.json else text)
 
 
 def _shown(value: object) -> str:
-    """A value for human output: ``-`` for a missing one, never ``None``."""
-    return "-" if value is None or value == "" else str(value)
+    """A value for human output: ``-`` for a missing one, never ``None``; made terminal-safe."""
+    return "-" if value is None or value == "" else terminal_text(value)
 
 
 # -- option types ------------------------------------------------------------------------------
@@ -232,8 +316,8 @@ async def run_demo(
             AsyncSession(base_url=sandbox.url, api_key="demo-key", timeout=step_timeout) as client,
         ):
             data.update(sandbox=sandbox.url, webhooks=hook_url)
-            say(f"sandbox   {sandbox.url}")
-            say(f"webhooks  {hook_url}")
+            say(f"sandbox   {_shown(sandbox.url)}")
+            say(f"webhooks  {_shown(hook_url)}")
             step = "create a sending and a receiving session"
             sending, receiving = await asyncio.gather(
                 client.create_session(
@@ -255,7 +339,7 @@ async def run_demo(
                 ),
             )
             for label, session in (("sending", sending), ("receiving", receiving)):
-                say(f"{label:<9} {session.id}  checkout: {session.iframe_url}")
+                say(f"{label:<9} {_shown(session.id)}  checkout: {_shown(session.iframe_url)}")
             step = "pay the sending session and decline the receiving one"
             paid: dict[str, Any]
             paid, _ = await asyncio.gather(sandbox.complete(sending.id), sandbox.fail(receiving.id))
@@ -297,7 +381,7 @@ async def run_demo(
     except (InstaxError, DemoFailure, TimeoutError, asyncio.TimeoutError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         data.update(failed_step=step, error=f"{type(exc).__name__}: {detail}")
-        say(f"demo failed at step '{step}': {type(exc).__name__}: {detail}")
+        say(f"demo failed at step '{step}': {type(exc).__name__}: {terminal_text(detail)}")
         return 1
     finally:
         await receiver_runner.cleanup()
@@ -311,13 +395,15 @@ def _demo_row(
     session_id: str, raw: Any, event: WebhookEvent, payout_hash: str | None
 ) -> tuple[str, str, str, str, str, str]:
     amounts = (
-        f"{raw['from_amount']} {raw['from_currency']} -> {raw['to_amount']} {raw['to_currency']}"
+        f"{_shown(raw['from_amount'])} {_shown(raw['from_currency'])} -> "
+        f"{_shown(raw['to_amount'])} {_shown(raw['to_currency'])}"
     )
-    status = str(event.status)
+    status = _shown(event.status)
     if event.data.status_reason:
-        status += f" ({event.data.status_reason})"
-    short_hash = f"{payout_hash[:10]}…{payout_hash[-6:]}" if payout_hash else "-"
-    return (session_id, str(raw["payment_direction"]), amounts, status, "verified", short_hash)
+        status += f" ({_shown(event.data.status_reason)})"
+    short_hash = _shown(f"{payout_hash[:10]}…{payout_hash[-6:]}" if payout_hash else None)
+    direction = _shown(raw["payment_direction"])
+    return (_shown(session_id), direction, amounts, status, "verified", short_hash)
 
 
 def _demo_record(
@@ -342,7 +428,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _run(run_demo())
     report: dict[str, Any] = {}
     code = _run(run_demo(echo=False, report=report))
-    print(json.dumps(report, default=str, ensure_ascii=False))
+    print(json_text(report))
     return code
 
 
@@ -395,7 +481,7 @@ def _cmd_session_create(args: argparse.Namespace) -> int:
     _emit(
         args,
         {"id": session.id, "iframe_url": session.iframe_url, "response": session.raw},
-        f"{session.id}\n{session.iframe_url}",
+        f"{_shown(session.id)}\n{_shown(session.iframe_url)}",
     )
     return 0
 
@@ -421,14 +507,14 @@ def _cmd_session_status(args: argparse.Namespace) -> int:
         ("withdraw", status.withdraw_status, status.withdraw_status_reason),
     ):
         if value:
-            parts.append(f"{label}={value}" + (f" ({reason})" if reason else ""))
+            parts.append(f"{label}={_shown(value)}" + (f" ({_shown(reason)})" if reason else ""))
     if status.from_amount is not None or status.to_amount is not None:
         parts.append(
             f"{_shown(status.from_amount)} {_shown(status.from_currency)} -> "
             f"{_shown(status.to_amount)} {_shown(status.to_currency)}"
         )
     if status.withdrawal_id:
-        parts.append(f"withdraw_tx={status.withdrawal_id}")
+        parts.append(f"withdraw_tx={_shown(status.withdrawal_id)}")
     _emit(args, dict(status.raw), "  ".join(parts))
     return 0
 
@@ -444,7 +530,7 @@ class _WaitProgress:
     def __init__(
         self, tx_id: str, stream: IO[str], *, live: bool, clock: Callable[[], float]
     ) -> None:
-        self.tx_id = tx_id
+        self.tx_id = terminal_text(tx_id)
         self.stream = stream
         self.live = live
         self.clock = clock
@@ -495,7 +581,7 @@ class _WaitProgress:
         """A poll was answered: the API is reachable; a new status is reported."""
         self.failing_since = None
         self.last_error = None
-        shown = status.status or ("hash" if status.hash else "unknown")
+        shown = _shown(status.status or ("hash" if status.hash else "unknown"))
         if shown != self.status:
             self.status = shown
             if self.live:
@@ -549,7 +635,7 @@ async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
 
     def give_up() -> CommandFailed:
         return CommandFailed(
-            f"instax: gave up waiting for {args.tx_id}: the API was unreachable for "
+            f"instax: gave up waiting for {progress.tx_id}: the API was unreachable for "
             f"{limit:g} s (--unreachable-timeout; {progress.failures} failed polls); "
             f"last error: {progress.last_error}"
         )
@@ -605,7 +691,7 @@ async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
             if progress.last_error:
                 seen += f"; last error: {progress.last_error}"
             raise CommandFailed(
-                f"instax: gave up waiting for {args.tx_id} after {args.wait_timeout:g} s "
+                f"instax: gave up waiting for {progress.tx_id} after {args.wait_timeout:g} s "
                 f"(--wait-timeout; {progress._polls()}): {seen}"
             ) from None
         finally:
@@ -627,7 +713,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     _emit(
         args,
         {"tx_id": status.tx_id, "status": status.status, "hash": status.hash, "raw": status.raw},
-        f"{status.tx_id}: {status.status or 'unknown'}  hash={_shown(status.hash)}",
+        f"{_shown(status.tx_id)}: {_shown(status.status or 'unknown')}  hash={_shown(status.hash)}",
     )
     return 0 if (status.hash or not args.wait) else 1
 
@@ -669,11 +755,11 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGTERM, stop.set)
             signed = bool(config.webhook_secret)
-            tell({"url": sandbox.url}, f"sandbox listening on {sandbox.url}")
+            tell({"url": sandbox.url}, f"sandbox listening on {_shown(sandbox.url)}")
             if config.webhook_url:
                 tell(
                     {"webhook_url": config.webhook_url, "signed": signed},
-                    f"webhooks go to {config.webhook_url}, "
+                    f"webhooks go to {_shown(config.webhook_url)}, "
                     + ("signed" if signed else "UNSIGNED (no --secret)"),
                 )
             await stop.wait()
@@ -763,9 +849,9 @@ def _cmd_webhook_verify(args: argparse.Namespace) -> int:
     except WebhookVerificationError as exc:
         if args.json:
             failure = {"verified": False, "reason": str(exc.reason.value), "error": str(exc)}
-            print(json.dumps(failure))
+            print(json_text(failure))
         else:
-            print(f"not verified: {exc}", file=sys.stderr)
+            print(f"not verified: {terminal_text(exc)}", file=sys.stderr)
         return 1
     summary = _event_summary(event)
     parts = [f"verified: {_shown(summary['status'])}"]
@@ -779,7 +865,9 @@ def _cmd_webhook_verify(args: argparse.Namespace) -> int:
         ("session", "session_id"),
         ("withdraw_tx", "withdraw_tx_id"),
     )
-    fields = [f"{label}={summary[key]}" for label, key in labels if summary[key] is not None]
+    fields = [
+        f"{label}={_shown(summary[key])}" for label, key in labels if summary[key] is not None
+    ]
     text = " ".join(parts) + ("  " + " ".join(fields) if fields else "")
     _emit(args, {"verified": True, **summary}, text)
     return 0
@@ -820,7 +908,7 @@ def _cmd_webhook_send(args: argparse.Namespace) -> int:
     _emit(
         args,
         {"status": status, "response": preview},
-        f"{args.url} answered HTTP {status}: {preview}",
+        f"{_shown(args.url)} answered HTTP {status}: {_shown(preview)}",
     )
     return 0 if 200 <= status < 300 else 1
 
@@ -862,17 +950,18 @@ def _describe(error: BaseException) -> str:
     """One line about an SDK error: its kind, then what happened, each said once."""
     kind = type(error).__name__
     if isinstance(error, APIStatusError):
-        message = str(error.args[0]) if error.args else ""
+        # the message is the server's own words, of any length
+        message = terminal_text(error.args[0]) if error.args else ""
         said = f"HTTP {error.status}"
         text = message if said in message else f"{said}: {message}" if message else said
         if error.body and message.startswith("InstaXchange answered HTTP"):
             # a body without a message of its own: show its start, it is all there is
             preview = error.body[:200].decode("utf-8", "replace").replace("\n", " ")
-            text += f"; body: {preview}{'…' if len(error.body) > 200 else ''}"
+            text += f"; body: {terminal_text(preview)}{'…' if len(error.body) > 200 else ''}"
         if isinstance(error, AuthenticationError):
             text += " (check --api-key or INSTAX_API_KEY)"
         return f"{kind}: {text}"
-    return f"{kind}: {error}"
+    return f"{kind}: {terminal_text(error)}"
 
 
 def _check_text(args: argparse.Namespace) -> None:
@@ -900,14 +989,19 @@ class _AfterTheCommand(argparse.Action):
         )
 
 
+_JSON_HELP = "print strict JSON for scripts (NaN and Infinity as null; never cut)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="instax",
         description="The InstaXchange SDK's command line.",
-        epilog="Exit status: 0 done; 1 the API, a receiver or a check said no; 2 bad input; "
-        "130 interrupted.",
+        epilog="Text a server sent is shown with control characters escaped (ESC as \\x1b) "
+        f"and cut at {TEXT_LIMIT} characters; --json output is strict JSON (NaN and "
+        "Infinity as null). Exit status: 0 done; 1 the API, a receiver or a check said no; "
+        "2 bad input; 130 interrupted.",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--json", action="store_true", help=_JSON_HELP)
     for option in ("--base-url", "--api-key", "--timeout"):
         parser.add_argument(option, action=_AfterTheCommand, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -918,7 +1012,7 @@ def _parser() -> argparse.ArgumentParser:
     # --json is accepted after the subcommand too; the subcommand's copy must not reset it.
     json_option = _Parser(add_help=False)
     json_option.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+        "--json", action="store_true", default=argparse.SUPPRESS, help=_JSON_HELP
     )
     timeout_option = _Parser(add_help=False)
     timeout_option.add_argument(
@@ -1089,17 +1183,17 @@ def _run_command(argv: Sequence[str] | None) -> int:
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
     except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+        message, code = str(exc), 2
     except ValidationError as exc:
-        print(f"instax: {_in_cli_words(exc)}", file=sys.stderr)
-        return 2
+        message, code = f"instax: {_in_cli_words(exc)}", 2
     except CommandFailed as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
+        message, code = str(exc), 1
     except InstaxError as exc:
-        print(f"instax: {_describe(exc)}", file=sys.stderr)
-        return 1
+        message, code = f"instax: {_describe(exc)}", 1
+    # Server text in the line is cut already; escaping the whole line also covers whatever
+    # the message quotes of the user's arguments.
+    print(terminal_text(message, limit=None), file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1126,8 +1220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("INSTAX_DEBUG"):
             raise
         print(
-            f"instax: unexpected {type(exc).__name__}: {exc} (a bug in instax-async: please "
-            "report it; INSTAX_DEBUG=1 shows the traceback)",
+            f"instax: unexpected {type(exc).__name__}: {terminal_text(exc)} (a bug in "
+            "instax-async: please report it; INSTAX_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         return 1
