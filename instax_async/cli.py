@@ -733,6 +733,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         rate_limit_rate=args.rate_limit_rate,
         retry_after=args.retry_after,
         latency=args.latency,
+        allowed_hosts=args.allowed_hosts,
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
@@ -934,6 +935,7 @@ _OPTION_OF = {
     "tx_id": "TX_ID",
     "session_id": "SESSION_ID",
     "webhook_url": "--webhook-url",
+    "allowed_hosts": "--allowed-host",
     "url": "URL",
 }
 
@@ -1104,6 +1106,14 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox", parents=[json_option], help="run the local InstaXchange sandbox"
     )
     sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="also answer requests for this host name, say a proxy's (repeatable)",
+    )
     sandbox.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     sandbox.add_argument("--webhook-url", help="where to deliver webhooks")
     sandbox.add_argument("--secret", help="webhook secret (default: $INSTAX_WEBHOOK_SECRET)")

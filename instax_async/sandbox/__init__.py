@@ -16,6 +16,10 @@ Endpoints: ``POST /api/session``, ``GET /api/session/{id}/status`` (needs ``x-ap
 ``GET /utils/blockchain-status?txId=``, ``GET /embed/{id}`` and ``/order/{id}`` (the checkout
 page), ``POST /sandbox/sessions/{id}/complete`` and ``/fail``, ``GET /sandbox/webhooks`` (the
 delivery log). Client mistakes get a 4xx ``{"message", "field"}`` JSON answer, never a 500.
+
+Only requests for this machine are answered: a ``Host`` other than ``localhost``, a loopback
+address, the address the sandbox listens on or a name in ``SandboxConfig.allowed_hosts`` gets a
+421, and a POST that a browser sent from another origin's page a 403.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ __all__ = ["DEFAULT_RATES", "Sandbox", "SandboxConfig", "SandboxState", "create_
 class Sandbox(AsyncResource):
     """Run the sandbox on a loopback port for the duration of an ``async with`` block.
 
+    :param host: the address (or name) to listen on; ``"0.0.0.0"`` makes the sandbox reachable
+        from other machines, which may then use this machine's address in their URLs. Other host
+        names need ``SandboxConfig.allowed_hosts``.
     :param port: ``0`` picks a free port; ``url`` tells which.
     """
 
@@ -49,7 +56,7 @@ class Sandbox(AsyncResource):
         access_log: bool = False,
     ) -> None:
         self.config = config or SandboxConfig()
-        self.app = create_app(self.config)
+        self.app = create_app(self.config, host=host)
         self._host = host
         self._port = port
         self._access_log = access_log
@@ -86,7 +93,7 @@ class Sandbox(AsyncResource):
             ) from exc
         self._runner = runner
         host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         return self.url
 
     async def stop(self) -> None:

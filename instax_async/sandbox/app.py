@@ -8,6 +8,9 @@ or undecodable; amounts outside the SDK's range (the sandbox validates with
 headers such as ``Allow``; an unexpected exception is logged on ``instax_async.sandbox`` and
 answered with a JSON 500 that carries no traceback. The one other shape is the checkout page's
 HTML 404, meant for browsers.
+
+Before any endpoint, the ``_access`` module's rules refuse a ``Host`` that does not name this
+machine (421) and a write sent by another origin's page (403), in the same JSON shape.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ..errors import ValidationError
 from ..payloads import _WIRE_FIELDS, AMOUNT_LIMIT, AmountDirection, SessionRequest
 from ..serialization import dumps, loads
 from ..webhooks import SIGNATURE_HEADER, sign
+from ._access import SAFE_METHODS, allowed_host_names, cross_origin, host_name, refused_host
 from .events import webhook_payload
 from .page import checkout_page, not_found_page
 
@@ -162,6 +166,9 @@ class SandboxConfig:
         Fault injection leaves the checkout page and ``/sandbox/`` helpers alone.
     :ivar webhook_attempts: deliveries tried per webhook until one gets a 2xx, waiting
         ``webhook_backoff * 2**n`` seconds between them.
+    :ivar allowed_hosts: host names (no scheme or port) the sandbox answers for besides
+        ``localhost``, loopback addresses and the address it listens on: the name of a proxy or
+        tunnel in front of it. Any other ``Host`` gets a 421, which stops DNS rebinding.
     """
 
     webhook_url: str | None = attrs.field(default=None, validator=_optional_url)
@@ -180,6 +187,7 @@ class SandboxConfig:
     webhook_attempts: int = attrs.field(default=5, validator=_count)
     webhook_backoff: float = attrs.field(default=0.2, validator=_seconds)
     seed: int | None = None
+    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=allowed_host_names)
 
 
 @attrs.define
@@ -221,6 +229,7 @@ class _Deliveries:
 
 DELIVERIES = web.AppKey("instax_sandbox_deliveries", _Deliveries)
 RANDOM = web.AppKey("instax_sandbox_random", random.Random)
+HOST_NAMES: web.AppKey[frozenset[str]] = web.AppKey("instax_sandbox_host_names")
 
 
 def _now() -> str:
@@ -333,6 +342,33 @@ async def _json_errors(
     except Exception:
         logger.exception("sandbox: %s %s failed", request.method, _clip(request.path))
         return _error(500, "sandbox: internal error (the sandbox's log has the details)")
+
+
+@web.middleware
+async def _guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse foreign hosts (DNS rebinding) and other origins' writes (see ``_access``)."""
+    refused = refused_host(request, request.app[HOST_NAMES])
+    if refused is not None:
+        status, message = refused
+        logger.warning("sandbox: refused %s %s: %s", request.method, _clip(request.path), message)
+        return _error(status, message)
+    if request.method not in SAFE_METHODS:
+        reason = cross_origin(request)
+        if reason is not None:
+            logger.warning(
+                "sandbox: refused a cross-origin %s %s: %s",
+                request.method,
+                _clip(request.path),
+                reason,
+            )
+            return _error(
+                403,
+                f"cross-origin {request.method} refused: {reason}. The sandbox takes writes "
+                "from its own pages and from clients that are not browsers (the SDK, curl)",
+            )
+    return await handler(request)
 
 
 _FAULT_FREE = ("/sandbox/", "/embed/", "/order/")
@@ -683,11 +719,20 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     await http.close()
 
 
-def create_app(config: SandboxConfig | None = None) -> web.Application:
-    """Build the sandbox application. Run it with ``aiohttp.web`` or :class:`Sandbox`."""
+def create_app(config: SandboxConfig | None = None, *, host: str | None = None) -> web.Application:
+    """Build the sandbox application. Run it with ``aiohttp.web`` or :class:`Sandbox`.
+
+    :param host: the host name the app is served on, answered as a ``Host`` besides
+        ``localhost``, loopback addresses, the address a request arrives on and
+        ``config.allowed_hosts`` (:class:`Sandbox` passes the one it listens on).
+    """
     config = config or SandboxConfig()
-    app = web.Application(middlewares=[_json_errors, _faults], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[_json_errors, _guard, _faults], client_max_size=MAX_BODY_BYTES
+    )
     app[CONFIG] = config
+    served_as = host_name(host) if host else None
+    app[HOST_NAMES] = frozenset(config.allowed_hosts) | ({served_as} if served_as else set())
     app[STATE] = SandboxState()
     app[RANDOM] = random.Random(config.seed)
     app[DELIVERIES] = _Deliveries()

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from instax_async import AsyncSession, SessionRequest
-from instax_async.sandbox import Sandbox
+from instax_async.sandbox import Sandbox, SandboxConfig
 from instax_async.testing import WebhookRecorder
 
 CHROMIUM = os.environ.get("INSTAX_CHROMIUM", "/usr/bin/chromium")
@@ -291,3 +291,63 @@ async def test_without_a_return_url_the_page_stays(browser: Any, shop: str) -> N
             await assert_fits(page, "no return url")
         finally:
             await page.close()
+
+
+# -- attacks from other pages ------------------------------------------------------------------
+
+#: A page that, once opened, posts a ``text/plain`` form (no preflight) to the sandbox: its one
+#: field, named ``{"reason":"x`` with the value ``"}``, makes the JSON body ``{"reason":"x="}``.
+FORM_ATTACK = """<!doctype html><html><body>
+<form id="attack" method="POST" enctype="text/plain" action="{action}">
+<input name='{{"reason":"x' value='"}}'></form>
+<script>document.getElementById("attack").submit()</script></body></html>"""
+
+
+async def test_a_page_on_another_port_cannot_settle_a_session(
+    browser: Any, start_server: Any
+) -> None:
+    async with Sandbox() as sandbox:
+        async with AsyncSession(base_url=sandbox.url) as client:
+            session = await client.create_session(
+                SessionRequest.sending(from_amount="5", from_currency="USD", to_currency="USDT")
+            )
+        action = f"{sandbox.url}/sandbox/sessions/{session.id}/complete"
+
+        async def attack(request: web.Request) -> web.Response:
+            return web.Response(
+                content_type="text/html", text=FORM_ATTACK.format(action=html.escape(action))
+            )
+
+        app = web.Application()
+        app.router.add_get("/", attack)
+        evil = await start_server(app)  # 127.0.0.1 too, another port: the same site
+        page = await browser.new_page()
+        try:
+            async with page.expect_response(action) as answered:
+                await page.goto(evil)
+            response = await answered.value
+            assert response.status == 403
+            assert (await response.json())["message"].startswith("cross-origin POST refused")
+        finally:
+            await page.close()
+        assert sandbox.state.sessions[session.id]["status"] == "initiated"
+        assert sandbox.state.deliveries == []
+
+
+async def test_a_rebound_name_gets_nothing_from_the_sandbox() -> None:
+    # Chromium resolves rebound.test to 127.0.0.1, as an attacker's DNS would after rebinding.
+    rule = "--host-resolver-rules=MAP rebound.test 127.0.0.1, MAP proxy.test 127.0.0.1"
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, rule]
+        )
+        try:
+            async with Sandbox(SandboxConfig(allowed_hosts=["proxy.test"])) as sandbox:
+                port = sandbox.url.rsplit(":", 1)[1]
+                page = await browser.new_page()
+                response = await page.goto(f"http://rebound.test:{port}/sandbox/webhooks")
+                assert response is not None and response.status == 421
+                response = await page.goto(f"http://proxy.test:{port}/sandbox/webhooks")
+                assert response is not None and response.status == 200
+        finally:
+            await browser.close()

@@ -534,7 +534,9 @@ async def test_a_client_that_leaves_mid_body_is_not_a_sandbox_failure(
     # as a sandbox failure, and the sandbox keeps serving.
     host, port = sandbox.url.removeprefix("http://").split(":")
     _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b'POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a"')
+    writer.write(
+        b'POST /api/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"a"'
+    )
     await writer.drain()
     writer.close()
     await writer.wait_closed()
