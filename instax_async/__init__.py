@@ -14,7 +14,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .client import AsyncSession
-    from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
+    from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore, UnreadableEntryError
     from .errors import (
         APIConnectionError,
         APIStatusError,
@@ -63,6 +63,7 @@ _LAZY: dict[str, str] = {
     "ClaimResult": ".dedupe",
     "DedupeStore": ".dedupe",
     "InMemoryDedupeStore": ".dedupe",
+    "UnreadableEntryError": ".dedupe",
     "InstaxError": ".errors",
     "InvoiceData": ".models",
     "MissingExtraError": ".errors",
@@ -124,6 +125,7 @@ __all__ = [
     "ClaimResult",
     "DedupeStore",
     "InMemoryDedupeStore",
+    "UnreadableEntryError",
     "InstaxError",
     "InvoiceData",
     "MissingExtraError",

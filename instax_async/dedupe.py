@@ -5,6 +5,12 @@ it if the handler failed (so the sender's redelivery is processed). The in-memor
 one process; several app instances behind a load balancer need a shared store (anything that
 implements :class:`DedupeStore`, e.g. on Redis), or a redelivery that lands on another instance
 is handled twice.
+
+A store that finds, under an event's key, a value it did not write (a key set by hand or by
+another program, a Redis hash where a string belongs) cannot tell whether the event was
+handled: it raises :class:`UnreadableEntryError`, and the receiver answers 503, so the event is
+neither handled twice nor dropped, but resent until someone clears the key. So that someone
+knows, the store logs it at ERROR naming the key, at most once a minute per key.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from .errors import ValidationError
+from .errors import InstaxError, ValidationError
 
-__all__ = ["ClaimResult", "DedupeStore", "InMemoryDedupeStore"]
+__all__ = ["ClaimResult", "DedupeStore", "InMemoryDedupeStore", "UnreadableEntryError"]
 
 
 class ClaimResult(str, enum.Enum):
@@ -48,7 +54,10 @@ class DedupeStore(Protocol):
     async def claim(self, key: str) -> ClaimResult:
         """Atomically claim ``key`` for processing, unless it is claimed or done already.
 
-        Answer a :class:`ClaimResult` (or its value, such as ``"done"``).
+        Answer a :class:`ClaimResult` (or its value, such as ``"done"``). Raise
+        :class:`UnreadableEntryError` (after logging it) when the store holds a value it did
+        not write under ``key``; any other error is logged by the receiver. Either way the
+        delivery is answered 503.
         """
         ...
 
@@ -59,6 +68,20 @@ class DedupeStore(Protocol):
     async def release(self, key: str) -> None:
         """Forget a claim whose handling failed, so the next delivery is processed."""
         ...
+
+
+class UnreadableEntryError(InstaxError):
+    """A dedupe store found a value it did not write under an event's key.
+
+    Receivers answer the delivery 503 without logging it again: the store has logged it at
+    ERROR, naming the key, at most once a minute per key. The event is resent, and answered 503
+    again, until the key is deleted or expires.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        #: The store's own key (for ``RedisDedupeStore``, the Redis key to delete).
+        self.key = key
 
 
 _NEW = ClaimResult.NEW

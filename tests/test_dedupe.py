@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from instax_async import ClaimResult, DedupeStore, InMemoryDedupeStore, ValidationError
+from instax_async._logging import ReportThrottle
 
 
 class Clock:
@@ -55,3 +56,18 @@ def test_bad_configuration(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         InMemoryDedupeStore(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_report_throttle_lets_one_report_per_key_a_minute_in_bounded_memory() -> None:
+    clock = Clock()
+    throttle = ReportThrottle(clock=clock, max_keys=3)
+    assert [throttle.due(key) for key in "aab"] == [True, False, True]
+    clock.now = 59.9
+    assert [throttle.due(key) for key in "ab"] == [False, False]
+    clock.now = 60.0  # a minute after: reported again
+    assert [throttle.due(key) for key in "ab"] == [True, True]
+    for n in range(10_000):  # a flood of distinct keys
+        throttle.due(f"k{n}")
+    assert len(throttle) == 3
+    clock.now = 200.0  # the keys of long ago are forgotten
+    assert throttle.due("c") and len(throttle) == 1

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from .._telemetry import telemetry
-from ..dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore
+from ..dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore, UnreadableEntryError
 from ..errors import ValidationError, WebhookVerificationError
 from ..models import WebhookEvent
 from ..webhooks import (
@@ -161,6 +161,8 @@ class WebhookReceiver:
         if store is not None:
             try:
                 answer = await store.claim(key)
+            except UnreadableEntryError:  # logged by the store, at most once a minute per key
+                return Outcome(503, {"error": "dedupe store unavailable; retry later"})
             except Exception:
                 logger.exception("webhook dedupe store failed; answering 503 so it is resent")
                 return Outcome(503, {"error": "dedupe store unavailable; retry later"})

@@ -25,8 +25,8 @@ How a watch goes:
 - A hash: the callback ``on_hash`` (a ``"module:function"`` import path, so it survives
   restarts; sync or async) is called with the final :class:`~instax_async.BlockchainStatus`.
 - A failed payout, the deadline, or an API error that retrying cannot fix (e.g. 404): the
-  optional ``on_failure`` path is called with a :class:`PayoutWatchFailure`; without one, a
-  warning is logged on the ``instax_async.arq`` logger.
+  watch ends with an ERROR on the ``instax_async.arq`` logger, and the optional ``on_failure``
+  path is called with a :class:`PayoutWatchFailure`.
 - Callbacks run at least once: a worker that dies during a callback runs that slice again,
   which finds the hash again. Make them idempotent (an upsert of the hash).
 
@@ -39,22 +39,45 @@ kept result expires); the Redis key ``instax:payout:{tx_id}`` closes that gap. I
 ``{token}:{n}``: the watch's random token and the slice running now, with a TTL past the
 deadline.
 
-- :func:`enqueue_payout_watch` does nothing (returns ``None``) while the key exists. A kept
-  arq result of an earlier watch's slice 0 does not block a new watch once the key is gone.
+- :func:`enqueue_payout_watch` first runs one Lua script on that key. Absent: slice 0 is
+  enqueued. ``done``: nothing (``None``). ``{token}:{n}`` while arq still holds the job of
+  slice ``n`` or ``n + 1`` (arq keeps ``arq:job:{id}`` while a job is queued, deferred, retried
+  or running): nothing (``None``). ``{token}:{n}`` with neither job there is the key of a dead
+  watch (arq gave up on it, or it failed without freeing the tx): the script deletes it and a
+  new watch is enqueued. A kept arq result of an earlier watch's slice never blocks a new one.
 - Each slice starts with one Lua script: the key absent or holding this watch's token at a
   slice ``<= n`` → it is set to ``{token}:{n}`` and the slice polls; another token (a second
   watch that raced past the check), a later slice (a stale retry), or ``done`` → the slice
   ends at once (``"skipped"``) without polling.
-- When the watch ends (hash, failure or deadline), after the callback, the key becomes
-  ``done`` for ``remember`` seconds (default one day): enqueueing the tx again then does
-  nothing, so a redelivered webhook does not call ``on_hash`` twice.
-- A slice that raises (a callback that failed, an import path that does not resolve) deletes
-  the key if it is still its own, so the watch can be enqueued again; arq records the failure.
-  Raising arq's ``Retry`` from a callback retries the slice instead.
+- When the watch found its hash, after ``on_hash``, the key becomes ``done`` for ``remember``
+  seconds (default one day): enqueueing the tx again then does nothing, so a redelivered
+  webhook does not call ``on_hash`` twice. A watch that ends without a hash (after
+  ``on_failure``) deletes the key instead: nothing is left to block a new watch.
+
+**Faults.** Every step of a slice is safe to run twice: the begin script accepts the slice's
+own token again, a slice enqueued already is not enqueued twice, a callback runs at least once.
+So:
+
+- A Redis error the watch can outlive (connection lost, a timeout, a read-only replica or a
+  loading server during a failover), in any step, raises arq's ``Retry``: arq runs the slice
+  again after the poll's wait for that try (``interval * backoff ** (try - 1)``, at most
+  ``max_interval``). After arq's ``max_tries`` (default 5; raise it with
+  ``arq.worker.func(watch_payout, max_tries=…)``) arq fails the job: the watch is dead, and the
+  next :func:`enqueue_payout_watch` of the tx takes over its key.
+- A watch that cannot go on: a callback path that no longer resolves (a deploy renamed it) is
+  logged at ERROR, ``on_failure`` is called if it still resolves
+  (:attr:`PayoutFailureReason.CALLBACK`), the key is deleted and the job fails, so the tx can
+  be enqueued again once the path is fixed. A callback that raises fails the job and deletes
+  the key too; raising arq's ``Retry`` from a callback runs the slice again instead.
+- A key holding a value the SDK does not write (not ``{token}:{n}`` or ``done``, or not a
+  string at all: a hash, a list…) is logged at WARNING naming the key. The slice that finds it
+  ends the watch (``on_failure`` with :attr:`PayoutFailureReason.CORRUPT`) and deletes the key;
+  :func:`enqueue_payout_watch` finding it deletes it and starts a new watch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import inspect
@@ -74,6 +97,7 @@ with extra_required("arq", "arq", "redis"):
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import Job
     from arq.worker import Retry, RetryJob
+    from redis import exceptions as redis_errors
 
 from ..client import AsyncSession
 from ..errors import APIStatusError, PollTimeoutError, ValidationError
@@ -108,26 +132,57 @@ _DONE = "done"
 _MARGIN = 86_400.0
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-# KEYS[1]: the watch key; ARGV: token, slice number, TTL in ms.
-# Returns 0 (go on: the key now says token:slice), 1 (done), 2 (another watch), 3 (stale slice).
-_BEGIN = """
-local v = redis.call('GET', KEYS[1])
-if v then
-  if v == 'done' then return 1 end
-  local sep = string.find(v, ':', 1, true)
-  if not sep or string.sub(v, 1, sep - 1) ~= ARGV[1] then return 2 end
-  if tonumber(string.sub(v, sep + 1)) > tonumber(ARGV[2]) then return 3 end
+# Redis errors a watch outlives by running the slice again (a failover, a dropped connection);
+# an error in the data (a wrong type, a script error) is not among them
+_TRANSIENT = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+)
+
+# What a watch key holds, read once by each script: 'none', 'done', 'watch' with its token and
+# slice, or 'corrupt' with what was found there instead (never the value itself: it is not
+# ours to log). A slice number of up to 9 digits stays an integer in Lua's string formatting.
+_STATE = """
+local function state(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then return 'none' end
+  if kind ~= 'string' then return 'corrupt', 'a Redis ' .. kind end
+  local value = redis.call('GET', key)
+  if value == 'done' then return 'done' end
+  local token, n = string.match(value, '^([^:]+):(%d+)$')
+  if not token or #n > 9 then return 'corrupt', 'a string the SDK does not write' end
+  return 'watch', token, tonumber(n)
+end
+"""
+
+# KEYS[1]: the watch key; ARGV: token, slice number, TTL in ms. Returns 0 (go on: the key now
+# says token:slice), 1 (done), 2 (another watch), 3 (stale slice), or what a corrupt key holds.
+_BEGIN = (
+    _STATE
+    + """
+local s, a, b = state(KEYS[1])
+if s == 'done' then return 1 end
+if s == 'corrupt' then return a end
+if s == 'watch' then
+  if a ~= ARGV[1] then return 2 end
+  if b > tonumber(ARGV[2]) then return 3 end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
 return 0
 """
+)
 _SKIPPED = {1: "the watch has ended", 2: "another watch owns it", 3: "a later slice is running"}
 
 # KEYS[1]: the watch key; ARGV: token, then "done" and its TTL in ms (end) or nothing (release).
-# Only the watch that owns the key may end or release it.
-_END = """
-local v = redis.call('GET', KEYS[1])
-if not v or string.sub(v, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. ':' then return 0 end
+# Only the watch that owns the key may end or release it; a corrupt key is anyone's to clear.
+_END = (
+    _STATE
+    + """
+local s, a = state(KEYS[1])
+if s ~= 'corrupt' and (s ~= 'watch' or a ~= ARGV[1]) then return 0 end
 if ARGV[2] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
@@ -135,6 +190,23 @@ else
 end
 return 1
 """
+)
+
+# KEYS[1]: the watch key; ARGV[1]: the arq job key of this tx's slices without the number.
+# Returns 0 (free), 1 (the watch ended lately), 2 (a job of the watch is queued or running),
+# 3 (a dead watch's key: deleted), or what a corrupt key held (deleted).
+_ADOPT = (
+    _STATE
+    + """
+local s, a, b = state(KEYS[1])
+if s == 'none' then return 0 end
+if s == 'done' then return 1 end
+if s == 'watch' and redis.call('EXISTS', ARGV[1] .. b, ARGV[1] .. (b + 1)) > 0 then return 2 end
+redis.call('DEL', KEYS[1])
+if s == 'corrupt' then return a end
+return 3
+"""
+)
 
 
 class PayoutFailureReason(str, enum.Enum):
@@ -146,6 +218,11 @@ class PayoutFailureReason(str, enum.Enum):
     DEADLINE = "deadline"
     #: The API answered an error that retrying cannot fix (e.g. 404 for an unknown tx id).
     ERROR = "error"
+    #: ``on_hash`` no longer resolves to a function (a deploy renamed or removed it).
+    CALLBACK = "callback"
+    #: The watch's Redis key held a value the SDK does not write (changed by hand, or by
+    #: another program using the same key).
+    CORRUPT = "corrupt"
 
 
 @attrs.frozen
@@ -217,14 +294,39 @@ async def _call(callback: Callable[..., Any], argument: object) -> None:
         await result
 
 
-async def _script(redis: ArqRedis, text: str, key: str, *args: str | int) -> int:
-    # EVALSHA, falling back to EVAL once per Redis server (the script is cached there)
+async def _script(redis: ArqRedis, text: str, key: str, *args: str | int) -> int | str:
+    """Run a script (EVALSHA, falling back to EVAL once per server): its number, or its text."""
     result: Any = await redis.register_script(text)(keys=[key], args=list(args))
-    return int(result)
+    # arq's pools answer bytes (it unpickles its jobs): no decode_responses to allow for
+    return result.decode("utf-8", "replace") if isinstance(result, bytes) else int(result)
 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _retry_delay(job_try: int, interval: float, max_interval: float, backoff: float) -> float:
+    """The poll engine's wait before its ``job_try``-th attempt: ``interval`` grown by
+    ``backoff`` each try, at most ``max_interval``."""
+    delay = interval
+    for _ in range(min(job_try, 100) - 1):
+        delay = min(delay * backoff, max_interval)
+    return min(delay, max_interval)
+
+
+async def _enqueue(redis: ArqRedis, tx_id: str, job_id: str, **job: Any) -> Job | None:
+    """Enqueue a slice unless arq holds a job of that id; a kept result alone does not count."""
+    enqueued = await redis.enqueue_job(JOB_NAME, tx_id, **job, _job_id=job_id)
+    if (
+        enqueued is None
+        and not await redis.exists(job_key_prefix + job_id)
+        and await redis.delete(result_key_prefix + job_id)
+    ):
+        # The id is neither queued nor running, only the kept result of an earlier watch of
+        # this tx (one that failed, or whose `remember` ran out) holds it: nothing watches
+        # the tx with that slice now, so that stale result must not refuse this one.
+        enqueued = await redis.enqueue_job(JOB_NAME, tx_id, **job, _job_id=job_id)
+    return enqueued
 
 
 async def enqueue_payout_watch(
@@ -248,8 +350,9 @@ async def enqueue_payout_watch(
     :param on_hash: ``"module:function"`` called with the final
         :class:`~instax_async.BlockchainStatus` once it has a hash (sync or async).
     :param on_failure: ``"module:function"`` called with a :class:`PayoutWatchFailure` when the
-        payout failed, the deadline passed or the API answered an unfixable error; ``None``
-        logs a warning instead.
+        watch ends without a hash (the payout failed, the deadline passed, the API answered an
+        unfixable error, ``on_hash`` no longer resolves, the watch's key was corrupted). Each of
+        these is logged at ERROR (a corrupt key at WARNING) whether or not it is given.
     :param deadline: seconds from now the whole watch may take, across slices and restarts.
     :param slice_seconds: the longest one job polls before handing over to the next slice;
         keep it well below the worker's ``job_timeout``.
@@ -258,15 +361,17 @@ async def enqueue_payout_watch(
         slice starts ``interval`` seconds after one ends.
     :param max_interval: the longest wait between polls within a slice.
     :param backoff: the factor each wait grows by, up to ``max_interval``.
-    :param remember: seconds an ended watch is remembered, during which enqueueing the same tx
-        again does nothing.
+    :param remember: seconds a watch that found its hash is remembered, during which
+        enqueueing the same tx again does nothing (a watch that ends without one is not).
     :param queue_name: the arq queue (default: the pool's).
 
-    Returns the arq ``Job`` of slice 0, or ``None`` when the tx is already watched (its slice 0
-    is queued or running, or the watch key exists: a later slice runs, or the watch ended less
-    than ``remember`` seconds ago): enqueueing a tx twice runs one watch.
+    Returns the arq ``Job`` of slice 0, or ``None`` when the tx is already watched (a job of its
+    watch is queued or running) or its watch found the hash less than ``remember`` seconds ago:
+    enqueueing a tx twice runs one watch. The key of a watch that died (no job of it is left)
+    is taken over, as is a key holding a value the SDK does not write (logged at WARNING).
     Every argument is checked before anything is sent to Redis; a bad one raises
-    :class:`~instax_async.ValidationError` naming it.
+    :class:`~instax_async.ValidationError` naming it. A Redis error is raised as the Redis
+    client raised it.
 
     >>> job = await enqueue_payout_watch(pool, tx_id, on_hash="myapp.tasks:record_hash")
     ... # doctest: +SKIP
@@ -289,11 +394,24 @@ async def enqueue_payout_watch(
             f"queue_name: expected a non-empty string or None, got {queue_name!r}",
             field="queue_name",
         )
-    if await arq_pool.exists(watch_key(tx_id)):
+    key = watch_key(tx_id)
+    found = await _script(arq_pool, _ADOPT, key, job_key_prefix + payout_job_id(tx_id, 0)[:-1])
+    if found in (1, 2):
         logger.debug("payout %s is already watched (or its watch ended recently)", tx_id)
         return None
-    job_id = payout_job_id(tx_id, 0)
-    job: dict[str, Any] = dict(
+    if found == 3:
+        logger.info("payout %s: no job of its last watch is left; a new watch takes over", tx_id)
+    elif isinstance(found, str):
+        logger.warning(
+            "payout %s: the watch key %s held %s; deleted, a new watch takes over",
+            tx_id,
+            key,
+            found,
+        )
+    return await _enqueue(
+        arq_pool,
+        tx_id,
+        payout_job_id(tx_id, 0),
         on_hash=on_hash,
         on_failure=on_failure,
         deadline_at=time.time() + deadline,
@@ -305,21 +423,9 @@ async def enqueue_payout_watch(
         token=uuid.uuid4().hex,
         slice_number=0,
         queue_name=queue_name,
-        _job_id=job_id,
         _queue_name=queue_name,
         _expires=deadline + _MARGIN,
     )
-    enqueued = await arq_pool.enqueue_job(JOB_NAME, tx_id, **job)
-    if (
-        enqueued is None
-        and not await arq_pool.exists(job_key_prefix + job_id)
-        and await arq_pool.delete(result_key_prefix + job_id)
-    ):
-        # Slice 0 is neither queued nor running, only the kept result of an earlier watch of
-        # this tx (one that failed, or whose `remember` ran out) holds its id: nothing watches
-        # the tx now, so that stale result must not refuse the new watch.
-        enqueued = await arq_pool.enqueue_job(JOB_NAME, tx_id, **job)
-    return enqueued
 
 
 async def watch_payout(
@@ -344,104 +450,176 @@ async def watch_payout(
     :func:`enqueue_payout_watch`. It uses the :class:`~instax_async.AsyncSession` in
     ``ctx["instax_session"]`` (see :func:`instax_startup`), or else one of its own for the
     slice, configured from ``INSTAX_API_KEY`` / ``INSTAX_BASE_URL``. Returns what happened:
-    ``"confirmed"`` (``on_hash`` was called), ``"failed"`` (``on_failure`` was called or a
-    warning logged), ``"rescheduled"`` (the next slice is enqueued) or ``"skipped"`` (this tx
-    is watched by another job, or its watch has ended).
+    ``"confirmed"`` (``on_hash`` was called), ``"failed"`` (the watch ended without a hash:
+    logged, and ``on_failure`` called), ``"rescheduled"`` (the next slice is enqueued) or
+    ``"skipped"`` (this tx is watched by another job, or its watch has ended). A Redis error it
+    can outlive raises arq's ``Retry``, so that arq runs the slice again.
     """
-    redis: ArqRedis = ctx["redis"]
-    key = watch_key(tx_id)
-    hash_callback = _resolve(on_hash, "on_hash")
-    failure_callback = None if on_failure is None else _resolve(on_failure, "on_failure")
-    left = deadline_at - time.time()
-    begun = await _script(redis, _BEGIN, key, token, slice_number, _ms(max(left, 0.0) + _MARGIN))
-    if begun:
-        logger.info("payout %s: slice %d skipped: %s", tx_id, slice_number, _SKIPPED[begun])
-        return "skipped"
-
-    async def end(outcome: str) -> str:
-        await _script(redis, _END, key, token, _DONE, _ms(remember))
-        return outcome
-
-    async def fail(reason: PayoutFailureReason, last: BlockchainStatus | None, text: str) -> str:
-        failure = PayoutWatchFailure(tx_id=tx_id, reason=reason, last_status=last, message=text)
-        if failure_callback is None:
-            logger.warning("payout %s: no blockchain hash: %s", tx_id, text)
-        else:
-            await _call(failure_callback, failure)
-        return await end("failed")
-
+    job = dict(
+        on_hash=on_hash,
+        on_failure=on_failure,
+        deadline_at=deadline_at,
+        slice_seconds=slice_seconds,
+        interval=interval,
+        max_interval=max_interval,
+        backoff=backoff,
+        remember=remember,
+        token=token,
+        slice_number=slice_number,
+        queue_name=queue_name,
+    )
     try:
+        return await _Slice(ctx, tx_id, job).run()
+    except _TRANSIENT as exc:
+        delay = _retry_delay(int(ctx.get("job_try") or 1), interval, max_interval, backoff)
+        logger.warning(
+            "payout %s: slice %d: Redis failed (%s: %s); it runs again in %.3g s",
+            tx_id,
+            slice_number,
+            type(exc).__name__,
+            exc,
+            delay,
+        )
+        raise Retry(defer=delay) from exc
+
+
+class _Slice:
+    """One run of one slice: the steps of :func:`watch_payout`, each a short method."""
+
+    def __init__(self, ctx: dict[Any, Any], tx_id: str, job: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.redis: ArqRedis = ctx["redis"]
+        self.tx_id = tx_id
+        self.key = watch_key(tx_id)
+        self.job = job
+        self.token: str = job["token"]
+        self.number: int = job["slice_number"]
+        self.on_failure: Callable[..., Any] | None = None
+
+    async def run(self) -> str:
+        left = self.job["deadline_at"] - time.time()
+        ttl = _ms(max(left, 0.0) + _MARGIN)
+        begun = await _script(self.redis, _BEGIN, self.key, self.token, self.number, ttl)
+        if isinstance(begun, int) and begun:
+            logger.info("payout %s: slice %d skipped: %s", self.tx_id, self.number, _SKIPPED[begun])
+            return "skipped"
+        try:
+            if isinstance(begun, str):
+                return await self.corrupt(begun)
+            try:
+                on_hash = self.resolve("on_hash")
+            except ValidationError as exc:
+                with contextlib.suppress(ValidationError):  # logged; on_hash's error is raised
+                    self.resolve_on_failure()
+                await self.report(PayoutFailureReason.CALLBACK, None, str(exc))
+                raise
+            self.resolve_on_failure()
+            return await self.poll(on_hash, left)
+        except (Retry, RetryJob, *_TRANSIENT):
+            raise  # arq runs this slice again: the watch goes on
+        except Exception:
+            # this watch cannot go on: free the tx, so that it can be enqueued again
+            await self.release("failed")
+            raise
+
+    def resolve(self, field: str) -> Callable[..., Any]:
+        """The callback named by ``field``; one that does not resolve ends the watch."""
+        try:
+            return _resolve(self.job[field], field)
+        except ValidationError as exc:
+            logger.error("payout %s: the watch cannot go on: %s", self.tx_id, exc)
+            raise
+
+    def resolve_on_failure(self) -> None:
+        if self.job["on_failure"] is not None:
+            self.on_failure = self.resolve("on_failure")
+
+    async def corrupt(self, found: str) -> str:
+        text = f"the watch key {self.key} held {found}; the watch ended"
+        logger.warning("payout %s: %s", self.tx_id, text)
+        self.resolve_on_failure()
+        await self.report(PayoutFailureReason.CORRUPT, None, text)
+        return await self.release("failed")
+
+    async def poll(self, on_hash: Callable[..., Any], left: float) -> str:
+        job = self.job
         if left <= 0:
-            return await fail(
+            return await self.fail(
                 PayoutFailureReason.DEADLINE, None, "the deadline passed before this slice ran"
             )
         # the last slice runs up to the deadline: its timeout is the deadline's
-        last_slice = left <= slice_seconds
-        session: AsyncSession | None = ctx.get(SESSION_KEY)
+        last_slice = left <= job["slice_seconds"]
+        session: AsyncSession | None = self.ctx.get(SESSION_KEY)
         own_session = session is None
         if session is None:
             session = AsyncSession()
         try:
             status = await session.wait_for_blockchain_hash(
-                tx_id,
-                interval=interval,
-                max_interval=max_interval,
-                backoff=backoff,
-                timeout=min(slice_seconds, left),
+                self.tx_id,
+                interval=job["interval"],
+                max_interval=job["max_interval"],
+                backoff=job["backoff"],
+                timeout=min(job["slice_seconds"], left),
             )
         except PollTimeoutError as exc:
             if last_slice:
                 last = exc.last_status
                 seen = "no answer arrived" if last is None else f"last status: {last.status!r}"
                 text = f"the deadline passed without a hash ({seen})"
-                return await fail(PayoutFailureReason.DEADLINE, last, text)
-            return await _enqueue_slice(
-                redis,
-                tx_id,
-                on_hash=on_hash,
-                on_failure=on_failure,
-                deadline_at=deadline_at,
-                slice_seconds=slice_seconds,
-                interval=interval,
-                max_interval=max_interval,
-                backoff=backoff,
-                remember=remember,
-                token=token,
-                slice_number=slice_number + 1,
-                queue_name=queue_name,
-            )
+                return await self.fail(PayoutFailureReason.DEADLINE, last, text)
+            return await self.hand_over()
         except APIStatusError as exc:
-            return await fail(PayoutFailureReason.ERROR, None, str(exc))
+            return await self.fail(PayoutFailureReason.ERROR, None, str(exc))
         finally:
             if own_session:
                 await session.aclose()
         if status.hash is None:
             text = f"the payout failed (status {status.status!r})"
-            return await fail(PayoutFailureReason.FAILED, status, text)
-        await _call(hash_callback, status)
-        return await end("confirmed")
-    except (Retry, RetryJob):
-        raise  # arq runs this slice again: the watch goes on
-    except Exception:
-        # this watch cannot go on: free the tx, so that it can be enqueued again
-        await _script(redis, _END, key, token)
-        raise
+            return await self.fail(PayoutFailureReason.FAILED, status, text)
+        await _call(on_hash, status)
+        return await self.end("confirmed")
 
+    async def hand_over(self) -> str:
+        job = {**self.job, "slice_number": self.number + 1}
+        left = job["deadline_at"] - time.time()
+        enqueued = await _enqueue(
+            self.redis,
+            self.tx_id,
+            payout_job_id(self.tx_id, self.number + 1),
+            **job,
+            _queue_name=job["queue_name"],
+            _defer_by=max(0.0, min(job["interval"], left)),
+            _expires=max(left, 0.0) + _MARGIN,
+        )
+        if enqueued is None:  # only a retried slice whose successor exists already gets here
+            logger.debug("payout %s: slice %d is enqueued already", self.tx_id, self.number + 1)
+        return "rescheduled"
 
-async def _enqueue_slice(redis: ArqRedis, tx_id: str, **job: Any) -> str:
-    left = job["deadline_at"] - time.time()
-    enqueued = await redis.enqueue_job(
-        JOB_NAME,
-        tx_id,
-        **job,
-        _job_id=payout_job_id(tx_id, job["slice_number"]),
-        _queue_name=job["queue_name"],
-        _defer_by=max(0.0, min(job["interval"], left)),
-        _expires=max(left, 0.0) + _MARGIN,
-    )
-    if enqueued is None:  # only a retried slice whose successor exists already gets here
-        logger.debug("payout %s: slice %d is enqueued already", tx_id, job["slice_number"])
-    return "rescheduled"
+    async def report(
+        self, reason: PayoutFailureReason, last: BlockchainStatus | None, text: str
+    ) -> None:
+        if self.on_failure is not None:
+            failure = PayoutWatchFailure(
+                tx_id=self.tx_id, reason=reason, last_status=last, message=text
+            )
+            await _call(self.on_failure, failure)
+
+    async def fail(
+        self, reason: PayoutFailureReason, last: BlockchainStatus | None, text: str
+    ) -> str:
+        logger.error("payout %s: no blockchain hash: %s", self.tx_id, text)
+        await self.report(reason, last, text)
+        return await self.release("failed")
+
+    async def end(self, outcome: str) -> str:
+        """Mark the watch ``done`` for ``remember`` seconds."""
+        await _script(self.redis, _END, self.key, self.token, _DONE, _ms(self.job["remember"]))
+        return outcome
+
+    async def release(self, outcome: str) -> str:
+        """Delete the key (if still this watch's, or corrupt): the tx may be watched again."""
+        await _script(self.redis, _END, self.key, self.token)
+        return outcome
 
 
 async def instax_startup(ctx: dict[Any, Any]) -> None:

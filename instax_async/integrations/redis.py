@@ -34,10 +34,20 @@ without deduplication (twice, across instances) nor acknowledged and lost. Give 
 webhook request open. A failure in :meth:`~RedisDedupeStore.mark_done` after ``on_event``
 succeeded is only logged (the event was handled: answering an error would cause a second
 handling), as is a failed :meth:`~RedisDedupeStore.release`, whose claim then expires on its own.
+
+**A key holding a value the store did not write is answered 503, and logged.** Anything under an
+event's key but ``"processing"`` or ``"done"`` (a value set by hand or by another program, a
+Redis hash or list) leaves the store unable to tell whether the event was handled: the claim
+raises :class:`~instax_async.UnreadableEntryError` and the receiver answers 503, so the
+event is resent rather than handled twice or dropped. The store logs it at ERROR on the
+``instax_async.webhooks`` logger, naming the Redis key, at most once a minute per key (in
+bounded memory). It lasts until the key is deleted (``redis-cli DEL <key>``) or expires; the next
+redelivery is then processed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -47,30 +57,43 @@ with extra_required("redis"):
     import redis as _redis_sync
     from redis.asyncio import Redis
 
-from ..dedupe import ClaimResult, _positive
+from .._logging import ReportThrottle
+from ..dedupe import ClaimResult, UnreadableEntryError, _positive
 from ..errors import ValidationError
 
 __all__ = ["RedisDedupeStore"]
 
+logger = logging.getLogger("instax_async.webhooks")
+
 _DONE = "done"
 
-# KEYS[1]: the event's key; ARGV[1]: processing_ttl in ms. Returns 0 NEW, 1 PROCESSING, 2 DONE.
+# KEYS[1]: the event's key; ARGV[1]: processing_ttl in ms. Returns 0 NEW, 1 PROCESSING, 2 DONE,
+# or, for a value this store does not write, what the key holds (never the value itself).
 # One script: Redis runs it atomically, so the key cannot expire between the SET and the GET.
 _CLAIM = """
 if redis.call('SET', KEYS[1], 'processing', 'NX', 'PX', ARGV[1]) then
   return 0
 end
-if redis.call('GET', KEYS[1]) == 'done' then
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'string' then
+  return 'a Redis ' .. kind
+end
+local value = redis.call('GET', KEYS[1])
+if value == 'done' then
   return 2
 end
-return 1
+if value == 'processing' then
+  return 1
+end
+return 'a string that is neither processing nor done'
 """
 
 # Delete the key only while it still says "processing": a release that arrives after the
 # event was marked done (or after its claim expired and another delivery claimed and finished
 # it) must not erase the done mark.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == 'processing' then
+if redis.call('TYPE', KEYS[1])['ok'] == 'string'
+   and redis.call('GET', KEYS[1]) == 'processing' then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -131,6 +154,7 @@ class RedisDedupeStore:
         self._processing_ttl_ms = _milliseconds("processing_ttl", processing_ttl)
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+        self._unreadable = ReportThrottle()
 
     def __repr__(self) -> str:
         # the client's repr is left out: its connection details are not this object's to show
@@ -156,10 +180,24 @@ class RedisDedupeStore:
     async def claim(self, key: str) -> ClaimResult:
         """Atomically claim ``key`` unless it is being processed or done (one Lua script).
 
-        Raises the Redis client's error when Redis cannot be reached; the receiver answers 503.
+        Raises the Redis client's error when Redis cannot be reached, and
+        :class:`~instax_async.UnreadableEntryError` when the key holds a value this
+        store does not write (logged at ERROR, at most once a minute per key); the receiver
+        answers 503 to both.
         """
-        result: Any = await self._claim(keys=[self.key(key)], args=[self._processing_ttl_ms])
-        return _RESULTS.get(int(result), ClaimResult.PROCESSING)
+        redis_key = self.key(key)
+        result: Any = await self._claim(keys=[redis_key], args=[self._processing_ttl_ms])
+        if isinstance(result, int):
+            return _RESULTS.get(result, ClaimResult.PROCESSING)
+        found = result.decode("utf-8", "replace") if isinstance(result, bytes) else str(result)
+        message = (
+            f"webhook dedupe key {redis_key!r} holds {found}, which RedisDedupeStore does not "
+            "write: deliveries of this event are answered 503 until the key is deleted "
+            "(redis-cli DEL <key>) or expires"
+        )
+        if self._unreadable.due(redis_key):
+            logger.error("%s", message)
+        raise UnreadableEntryError(message, key=redis_key)
 
     async def mark_done(self, key: str) -> None:
         """Record ``key`` as handled for ``ttl`` seconds (``SET key done PX ttl``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import time
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis.exceptions
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
@@ -261,18 +263,23 @@ async def test_a_failed_payout_calls_on_failure(
     assert (failure.tx_id, failure.reason) == (tx_id, PayoutFailureReason.FAILED)
     assert failure.last_status is not None and failure.last_status.status == "failed"
     assert failure.message == "the payout failed (status 'failed')"
-    assert await pool.get(watch_key(tx_id)) == b"done"
+    assert await pool.exists(watch_key(tx_id)) == 0  # ended without a hash: released
 
 
 async def test_an_unknown_tx_ends_the_watch_with_an_error(
-    make_pool: MakePool, queue: str, client: AsyncSession
+    make_pool: MakePool, queue: str, client: AsyncSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     pool = await make_pool()
     await enqueue_payout_watch(pool, "wd_unknown", on_hash=ON_HASH, on_failure=ON_FAILURE, **FAST)
-    await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
+    with caplog.at_level(logging.ERROR, logger="instax_async.arq"):
+        await run_burst(await make_pool(), queue, ctx={SESSION_KEY: client})
     [failure] = arq_callbacks.FAILURES
     assert failure.reason is PayoutFailureReason.ERROR and failure.last_status is None
     assert "unknown transaction" in failure.message
+    [error] = [r for r in caplog.records if r.name == "instax_async.arq"]
+    assert error.getMessage() == f"payout wd_unknown: no blockchain hash: {failure.message}"
+    assert await pool.exists(watch_key("wd_unknown")) == 0  # released: may be watched again
+    assert await enqueue_payout_watch(pool, "wd_unknown", on_hash=ON_HASH) is not None
 
 
 async def test_the_deadline_ends_the_watch_across_slices_and_is_logged(
@@ -293,12 +300,13 @@ async def test_the_deadline_ends_the_watch_across_slices_and_is_logged(
                 await make_pool("arq:queue"), queue, ctx={SESSION_KEY: client}, keep_result=0
             )
     assert arq_callbacks.HASHES == []
-    [warning] = [r for r in caplog.records if r.name == "instax_async.arq"]
-    assert warning.message == (
+    [error] = [r for r in caplog.records if r.name == "instax_async.arq"]
+    assert error.levelno == logging.ERROR  # whether or not on_failure is given
+    assert error.message == (
         f"payout {tx_id}: no blockchain hash: the deadline passed without a hash "
         "(last status: 'pending')"
     )
-    assert await pool.get(watch_key(tx_id)) == b"done"
+    assert await pool.exists(watch_key(tx_id)) == 0
 
 
 async def test_a_slice_that_runs_after_the_deadline_reports_it(
@@ -443,3 +451,260 @@ def test_job_ids_and_keys() -> None:
     assert payout_job_id("wd_1") == "instax:payout:wd_1:0"
     assert payout_job_id("wd_1", 7) == "instax:payout:wd_1:7"
     assert watch_key("wd_1") == "instax:payout:wd_1"
+
+
+# -- faults: a Redis error in any step, a dead watch, a callback that moved, a corrupt key ----
+
+
+class Intercept:
+    """Act on the next ``times`` calls of one kind that a worker's pool makes.
+
+    ``fail`` raises ``redis.exceptions.ConnectionError``, as a connection dropped with the
+    command in flight does: before the command reached Redis, or (``after``) once Redis ran
+    it and only its answer was lost. ``then`` runs at each intercepted call (sync or async).
+    """
+
+    def __init__(
+        self,
+        pool: ArqRedis,
+        method: str,
+        when: Callable[..., bool],
+        *,
+        fail: bool = True,
+        after: bool = False,
+        times: int = 1,
+        then: Callable[[], Any] = lambda: None,
+    ) -> None:
+        self.left, self.hits = times, 0
+        real = getattr(pool, method)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.left == 0 or not when(*args, **kwargs):
+                return await real(*args, **kwargs)
+            self.left -= 1
+            self.hits += 1
+            answer = await real(*args, **kwargs) if after or not fail else None
+            done = then()
+            if inspect.isawaitable(done):
+                await done
+            if fail:
+                raise redis.exceptions.ConnectionError("Connection lost (injected)")
+            return answer
+
+        setattr(pool, method, call)
+
+
+def script(shape: Callable[[tuple[Any, ...]], bool]) -> Callable[..., bool]:
+    """Matches an EVALSHA of the watch's scripts whose ARGV has ``shape``."""
+
+    def when(*args: Any, **_: Any) -> bool:
+        return args[0] == "EVALSHA" and shape(args[4:])
+
+    return when
+
+
+# the begin script (ARGV: token, slice, ttl) of slice n, and the end script that writes "done"
+def begin_of(n: int) -> Callable[..., bool]:
+    return script(lambda argv: len(argv) == 3 and argv[1] == n)
+
+
+END_DONE = script(lambda argv: len(argv) == 3 and argv[1] == "done")
+
+
+def enqueue_of(n: int) -> Callable[..., bool]:
+    """Matches arq's enqueue of slice n."""
+    return lambda *args, **kwargs: kwargs.get("_job_id", "").endswith(f":{n}")
+
+
+def confirm(sandbox: Sandbox, tx_id: str) -> Callable[[], None]:
+    """Makes the payout's hash appear at the next poll (its confirmation_delay has passed)."""
+
+    def now() -> None:
+        sandbox.state.payouts[tx_id].settled_at -= 3600
+
+    return now
+
+
+PENDING = SandboxConfig(confirmation_polls=0, confirmation_delay=3600)
+
+
+@pytest.mark.parametrize("step", ["begin", "handover", "end"])
+async def test_a_redis_error_in_any_step_runs_the_slice_again(
+    step: str, make_pool: MakePool, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Sandbox(PENDING) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        pool = await make_pool()
+        options = {**FAST, "max_interval": 0.1, "backoff": 2.0}
+        await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, on_failure=ON_FAILURE, **options)
+        faulty = await make_pool()
+        if step == "begin":  # slice 1's begin ran, and its answer was lost
+            fault = Intercept(
+                faulty, "execute_command", begin_of(1), after=True, then=confirm(sandbox, tx_id)
+            )
+        elif step == "handover":  # twice in a row (the second retry waits longer)
+            ready = confirm(sandbox, tx_id)
+            fault = Intercept(
+                faulty,
+                "enqueue_job",
+                enqueue_of(1),
+                times=2,
+                then=lambda: fault.hits == 2 and ready(),
+            )
+        else:  # on_hash was called, the "done" mark was not written
+            confirm(sandbox, tx_id)()
+            fault = Intercept(faulty, "execute_command", END_DONE)
+        with caplog.at_level(logging.WARNING, logger="instax_async.arq"):
+            ran = await run_burst(faulty, queue, ctx={SESSION_KEY: client})
+    assert ran.jobs_retried == fault.hits > 0
+    hashes = [s.hash for s in arq_callbacks.HASHES]
+    # at least once: a slice that ran on_hash and then met the error calls it again
+    assert hashes == [sandbox.state.payouts[tx_id].hash] * (2 if step == "end" else 1)
+    assert arq_callbacks.FAILURES == []
+    assert await pool.get(watch_key(tx_id)) == b"done"
+    assert list((await results(pool, tx_id)).values())[-1] == "confirmed"
+    retried = [r.getMessage() for r in caplog.records if "Redis failed" in r.getMessage()]
+    assert len(retried) == fault.hits
+    assert retried[0].endswith(
+        "(ConnectionError: Connection lost (injected)); it runs again in 0.05 s"
+    )
+    if step == "handover":  # the poll's wait for the second try: interval * backoff
+        assert retried[1].endswith("it runs again in 0.1 s")
+
+
+async def test_enqueue_takes_over_the_key_of_a_watch_arq_gave_up_on(
+    make_pool: MakePool, queue: str
+) -> None:
+    async with Sandbox(PENDING) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        pool = await make_pool()
+        await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST)
+        # slice 1 begins (its key written), its answer is lost, and arq may not retry it
+        faulty = await make_pool()
+        Intercept(faulty, "execute_command", begin_of(1), after=True)
+        dead = await run_burst(faulty, queue, ctx={SESSION_KEY: client}, max_tries=1)
+        assert dead.jobs_failed == 1
+        token = (await pool.get(watch_key(tx_id))).split(b":")[0]
+        assert await pool.get(watch_key(tx_id)) == token + b":1"  # left behind, no job
+        # a new watch takes over; its slices reuse the ids whose results the dead one left
+        job = await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST)
+        assert job is not None
+        assert await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST) is None
+        watching = await make_pool()
+        Intercept(watching, "enqueue_job", enqueue_of(1), fail=False, then=confirm(sandbox, tx_id))
+        await run_burst(watching, queue, ctx={SESSION_KEY: client})
+    assert [s.tx_id for s in arq_callbacks.HASHES] == [tx_id]
+    assert await results(pool, tx_id) == {
+        payout_job_id(tx_id, 0): "rescheduled",
+        payout_job_id(tx_id, 1): "confirmed",
+    }
+
+
+@pytest.mark.parametrize(
+    ("state", "jobs", "watched"),
+    [
+        ("done", [], True),  # ended less than `remember` ago
+        ("t:3", [3], True),  # slice 3 queued, deferred, retried or running
+        ("t:3", [4], True),  # slice 3 handed over to slice 4
+        ("t:3", [], False),  # dead: no job of the watch is left
+        ("t:3", [2, 5], False),
+    ],
+)
+async def test_enqueue_answers_none_only_while_a_job_of_the_watch_is_queued_or_running(
+    make_pool: MakePool, state: str, jobs: list[int], watched: bool
+) -> None:
+    pool = await make_pool()
+    await pool.set(watch_key("wd_1"), state)
+    for n in jobs:
+        await pool.enqueue_job(JOB_NAME, "wd_1", _job_id=payout_job_id("wd_1", n), _defer_by=60)
+    job = await enqueue_payout_watch(pool, "wd_1", on_hash=ON_HASH)
+    assert (job is None) is watched
+    if not watched:
+        assert job is not None and job.job_id == payout_job_id("wd_1", 0)
+
+
+async def test_a_callback_path_that_stops_resolving_ends_the_watch_and_frees_the_tx(
+    make_pool: MakePool,
+    queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(arq_callbacks, "renamed", arq_callbacks.record_hash, raising=False)
+    async with Sandbox(PENDING) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        pool = await make_pool()
+        on_hash = f"{CALLBACKS}:renamed"
+        await enqueue_payout_watch(pool, tx_id, on_hash=on_hash, on_failure=ON_FAILURE, **FAST)
+        # a deploy renames the callback while slice 0 hands over to slice 1
+        worker_pool = await make_pool()
+        Intercept(
+            worker_pool,
+            "enqueue_job",
+            enqueue_of(1),
+            fail=False,
+            then=lambda: monkeypatch.delattr(arq_callbacks, "renamed"),
+        )
+        with caplog.at_level(logging.ERROR, logger="instax_async.arq"):
+            ran = await run_burst(worker_pool, queue, ctx={SESSION_KEY: client})
+    assert ran.jobs_failed == 1  # slice 1, with the ValidationError
+    [failure] = arq_callbacks.FAILURES
+    assert (failure.tx_id, failure.reason) == (tx_id, PayoutFailureReason.CALLBACK)
+    assert failure.message.startswith(f"on_hash: cannot import '{on_hash}'")
+    [error] = [r for r in caplog.records if r.name == "instax_async.arq"]
+    assert error.levelno == logging.ERROR
+    assert error.getMessage().startswith(f"payout {tx_id}: the watch cannot go on: on_hash:")
+    assert await pool.exists(watch_key(tx_id)) == 0
+    assert await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST) is not None
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "found"),
+    [
+        ({"set": "garbage"}, "a string the SDK does not write"),
+        ({"set": "abc:12345678901"}, "a string the SDK does not write"),  # slice over 9 digits
+        ({"hset": {"token": "x"}}, "a Redis hash"),
+    ],
+)
+async def test_a_watch_key_the_sdk_did_not_write_ends_the_watch_and_blocks_nothing(
+    make_pool: MakePool,
+    queue: str,
+    redis_client: Any,
+    caplog: pytest.LogCaptureFixture,
+    corrupt: dict[str, Any],
+    found: str,
+) -> None:
+    async def tamper(key: str) -> None:
+        await redis_client.delete(key)
+        if "set" in corrupt:
+            await redis_client.set(key, corrupt["set"])
+        else:
+            await redis_client.hset(key, mapping=corrupt["hset"])
+
+    async with Sandbox(PENDING) as sandbox, AsyncSession(base_url=sandbox.url) as client:
+        tx_id = await new_payout(sandbox, client)
+        key = watch_key(tx_id)
+        pool = await make_pool()
+        await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, on_failure=ON_FAILURE, **FAST)
+        worker_pool = await make_pool()  # the key is changed while slice 0 hands over
+        Intercept(worker_pool, "enqueue_job", enqueue_of(1), fail=False, then=lambda: tamper(key))
+        with caplog.at_level(logging.WARNING, logger="instax_async.arq"):
+            await run_burst(worker_pool, queue, ctx={SESSION_KEY: client})
+        text = f"the watch key {key} held {found}; the watch ended"
+        [failure] = arq_callbacks.FAILURES
+        assert (failure.reason, failure.message) == (PayoutFailureReason.CORRUPT, text)
+        assert await results(pool, tx_id) == {
+            payout_job_id(tx_id, 0): "rescheduled",
+            payout_job_id(tx_id, 1): "failed",
+        }
+        assert await pool.exists(key) == 0
+        # found by the next enqueue instead, with no watch running: taken over
+        await tamper(key)
+        assert await enqueue_payout_watch(pool, tx_id, on_hash=ON_HASH, **FAST) is not None
+    warnings = [r for r in caplog.records if r.name == "instax_async.arq"]
+    assert [(r.levelno, r.getMessage()) for r in warnings] == [
+        (logging.WARNING, f"payout {tx_id}: {text}"),
+        (
+            logging.WARNING,
+            f"payout {tx_id}: the watch key {key} held {found}; deleted, a new watch takes over",
+        ),
+    ]

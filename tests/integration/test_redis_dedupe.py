@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,7 +13,13 @@ import redis
 import redis.asyncio
 from aiohttp import web
 
-from instax_async import ClaimResult, DedupeStore, ValidationError, WebhookEvent
+from instax_async import (
+    ClaimResult,
+    DedupeStore,
+    UnreadableEntryError,
+    ValidationError,
+    WebhookEvent,
+)
 from instax_async.integrations.aiohttp import webhook_handler
 from instax_async.integrations.redis import RedisDedupeStore
 from instax_async.sandbox.events import webhook_payload
@@ -136,6 +143,9 @@ async def test_works_with_decode_responses(redis_url: str) -> None:
         assert await store.claim("a") is ClaimResult.PROCESSING
         await store.mark_done("a")
         assert await store.claim("a") is ClaimResult.DONE
+        await client.set("t5:a", "garbage")
+        with pytest.raises(UnreadableEntryError, match="holds a string that is neither"):
+            await store.claim("a")
         await client.delete("t5:a")
     finally:
         await client.aclose()
@@ -260,3 +270,52 @@ async def test_redis_stopping_under_a_running_receiver_answers_503(
     finally:
         server.stop()
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("write", "found"),
+    [
+        (lambda r, k: r.set(k, "garbage"), "a string that is neither processing nor done"),
+        (lambda r, k: r.hset(k, mapping={"state": "done"}), "a Redis hash"),
+        (lambda r, k: r.rpush(k, "done"), "a Redis list"),
+    ],
+)
+async def test_a_value_the_store_did_not_write_is_answered_503_and_logged_once_a_minute(
+    start_server: StartServer,
+    post: Post,
+    redis_client: redis.asyncio.Redis,
+    caplog: pytest.LogCaptureFixture,
+    write: Callable[[redis.asyncio.Redis, str], Awaitable[Any]],
+    found: str,
+) -> None:
+    store = RedisDedupeStore(redis_client, prefix="u1:")
+    on_event = Handler()
+    url = await receiver(start_server, store, on_event)
+    bodies = [event_body(reference="order-1"), event_body(reference="order-2")]
+    keys = [store.key(dedupe_key(parse(body))) for body in bodies]
+    for key in keys:
+        await write(redis_client, key)
+    with caplog.at_level(logging.INFO, logger="instax_async.webhooks"):
+        for body in bodies * 3:  # InstaXchange resends each event
+            answer = await post(url, body)
+            assert answer == (503, {"error": "dedupe store unavailable; retry later"})
+    assert on_event.calls == []
+    # once per key, naming it and how to clear it; no traceback, no other line
+    logged = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert logged == [
+        (
+            logging.ERROR,
+            f"webhook dedupe key {key!r} holds {found}, which RedisDedupeStore does not write: "
+            "deliveries of this event are answered 503 until the key is deleted "
+            "(redis-cli DEL <key>) or expires",
+            None,
+        )
+        for key in keys
+    ]
+    # a release never trips over it (and never deletes what it did not write)
+    await store.release(dedupe_key(parse(bodies[0])))
+    assert await redis_client.exists(keys[0]) == 1
+    # cleared by hand: the redelivery is handled
+    await redis_client.delete(keys[0])
+    assert await post(url, bodies[0]) == (200, {"status": "ok"})
+    assert [e.reference for e in on_event.calls] == ["order-1"]
