@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -166,6 +167,30 @@ async def test_servers_are_async_context_managers_only(make: Any) -> None:
         assert server.url.startswith("http://127.0.0.1:")
 
 
+@pytest.mark.parametrize("make", [WebhookRecorder, Sandbox], ids=["WebhookRecorder", "Sandbox"])
+def test_a_server_is_driven_from_its_own_loop_or_refuses_clearly(make: Any) -> None:
+    # Its loop waits, in this thread, while another runs: waiting for it would never end.
+    home, other = asyncio.new_event_loop(), asyncio.new_event_loop()
+    server = make()
+    try:
+        url = home.run_until_complete(server.start())
+        for call in (server.stop, server.start):
+            with pytest.raises(InstaxError) as caught:
+                other.run_until_complete(call())
+            assert str(caught.value) == (
+                f"this {make.__name__} runs in another event loop, which is not running now: "
+                "start and stop it from the loop it was started in"
+            )
+        assert server.url == url  # untouched
+        home.run_until_complete(server.stop())
+        home.close()
+        other.run_until_complete(server.stop())  # its loop has ended: nothing to wait for
+        assert server.url == ""
+    finally:
+        home.close()
+        other.close()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -254,9 +279,9 @@ class FakeFixtureDef:
 
 def test_without_an_active_pytest_asyncio_the_fixtures_fail_with_a_hint() -> None:
     with pytest.raises(pytest.fail.Exception) as caught:
-        plugin.pytest_fixture_setup(FakeFixtureDef("instax_client"), FakeRequest())
+        plugin.pytest_fixture_setup(FakeFixtureDef("instax_sandbox"), FakeRequest())
     assert str(caught.value) == (
-        "the instax_client fixture is async and needs pytest-asyncio (0.23 or later): "
+        "the instax_sandbox fixture is async and needs pytest-asyncio (0.23 or later): "
         "pip install pytest-asyncio, then mark async tests with @pytest.mark.asyncio or set "
         "asyncio_mode = auto"
     )
