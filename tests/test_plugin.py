@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -144,6 +145,21 @@ def test_recorder_arguments_and_repr() -> None:
 
 
 @pytest.mark.parametrize("make", [WebhookRecorder, Sandbox], ids=["WebhookRecorder", "Sandbox"])
+async def test_a_server_on_the_ipv6_loopback_has_a_usable_url(make: Any) -> None:
+    try:
+        server = make(host="::1")
+        await server.start()
+    except InstaxError as exc:  # pragma: no cover - a machine without IPv6
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert server.url.startswith("http://[::1]:"), server.url
+        async with aiohttp.ClientSession() as http, http.get(server.url) as response:
+            assert response.status in (404, 405)  # reached through the URL as given
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("make", [WebhookRecorder, Sandbox], ids=["WebhookRecorder", "Sandbox"])
 async def test_servers_are_async_context_managers_only(make: Any) -> None:
     # A plain ``with`` (a forgotten ``async``) says what to write, as the client's does.
     refused = pytest.raises(TypeError, match=rf"^{make.__name__} is asynchronous: use 'async with")
@@ -164,6 +180,30 @@ async def test_servers_are_async_context_managers_only(make: Any) -> None:
             await http.get(url)
     async with server:  # and it starts again
         assert server.url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("make", [WebhookRecorder, Sandbox], ids=["WebhookRecorder", "Sandbox"])
+def test_a_server_is_driven_from_its_own_loop_or_refuses_clearly(make: Any) -> None:
+    # Its loop waits, in this thread, while another runs: waiting for it would never end.
+    home, other = asyncio.new_event_loop(), asyncio.new_event_loop()
+    server = make()
+    try:
+        url = home.run_until_complete(server.start())
+        for call in (server.stop, server.start):
+            with pytest.raises(InstaxError) as caught:
+                other.run_until_complete(call())
+            assert str(caught.value) == (
+                f"this {make.__name__} runs in another event loop, which is not running now: "
+                "start and stop it from the loop it was started in"
+            )
+        assert server.url == url  # untouched
+        home.run_until_complete(server.stop())
+        home.close()
+        other.run_until_complete(server.stop())  # its loop has ended: nothing to wait for
+        assert server.url == ""
+    finally:
+        home.close()
+        other.close()
 
 
 @pytest.mark.parametrize(
@@ -254,9 +294,9 @@ class FakeFixtureDef:
 
 def test_without_an_active_pytest_asyncio_the_fixtures_fail_with_a_hint() -> None:
     with pytest.raises(pytest.fail.Exception) as caught:
-        plugin.pytest_fixture_setup(FakeFixtureDef("instax_client"), FakeRequest())
+        plugin.pytest_fixture_setup(FakeFixtureDef("instax_sandbox"), FakeRequest())
     assert str(caught.value) == (
-        "the instax_client fixture is async and needs pytest-asyncio (0.23 or later): "
+        "the instax_sandbox fixture is async and needs pytest-asyncio (0.23 or later): "
         "pip install pytest-asyncio, then mark async tests with @pytest.mark.asyncio or set "
         "asyncio_mode = auto"
     )

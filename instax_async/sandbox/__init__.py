@@ -24,13 +24,14 @@ address, the address the sandbox listens on or a name in ``SandboxConfig.allowed
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
-from .._lifecycle import AsyncResource
+from .._lifecycle import AsyncResource, elsewhere, run_in
 from .._server_log import server_logger
 from ..errors import InstaxError
 from .app import DEFAULT_RATES, STATE, SandboxConfig, SandboxState, create_app
@@ -40,6 +41,11 @@ __all__ = ["DEFAULT_RATES", "Sandbox", "SandboxConfig", "SandboxState", "create_
 
 class Sandbox(AsyncResource):
     """Run the sandbox on a loopback port for the duration of an ``async with`` block.
+
+    The server runs in the event loop :meth:`start` is awaited in (its home), and answers only
+    while that loop runs. :meth:`start` and :meth:`stop` may be awaited from another loop when the
+    home loop runs in another thread (as the ``instax_sandbox`` fixture's does): they run there.
+    :meth:`complete` and :meth:`fail` work from any loop.
 
     :param host: the address (or name) to listen on; ``"0.0.0.0"`` makes the sandbox reachable
         from other machines, which may then use this machine's address in their URLs. Other host
@@ -61,6 +67,7 @@ class Sandbox(AsyncResource):
         self._port = port
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
+        self._home: asyncio.AbstractEventLoop | None = None
         self.url = ""
 
     def __repr__(self) -> str:
@@ -73,6 +80,9 @@ class Sandbox(AsyncResource):
 
     async def start(self) -> str:
         """Start listening; returns the base URL. Raises :class:`InstaxError` while running."""
+        home = elsewhere(self._home)
+        if home is not None:
+            return await run_in(home, self.start(), "this Sandbox")
         if self._runner is not None:
             raise InstaxError("this Sandbox is already running")
         kwargs: dict[str, Any] = {"shutdown_timeout": 1.0, "logger": server_logger}
@@ -92,12 +102,16 @@ class Sandbox(AsyncResource):
                 f"{getattr(exc, 'strerror', None) or exc}"
             ) from exc
         self._runner = runner
+        self._home = asyncio.get_running_loop()
         host, port = runner.addresses[0][:2]
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         return self.url
 
     async def stop(self) -> None:
         """Stop listening and cancel pending webhook deliveries; :attr:`url` is ``""`` again."""
+        home = elsewhere(self._home)
+        if home is not None:
+            return await run_in(home, self.stop(), "this Sandbox")
         self.url = ""
         if self._runner is not None:
             runner, self._runner = self._runner, None

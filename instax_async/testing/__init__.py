@@ -1,8 +1,8 @@
 """Test your own InstaXchange integration: a pytest plugin and webhook factories.
 
 Installing ``instax-async`` registers a pytest plugin (entry point ``instax_async``, module
-:mod:`instax_async.testing.plugin`) that gives every test run three async fixtures, with nothing
-to configure:
+:mod:`instax_async.testing.plugin`) that gives every test run three fixtures, with nothing to
+configure:
 
 - ``instax_webhooks`` — a :class:`WebhookRecorder`: a webhook receiver on a free loopback port
   that verifies every delivery and records it;

@@ -7,18 +7,24 @@ body) is answered as that receiver answers it (401 for a bad signature) and only
 that expected a webhook then fails with a timeout that mentions the refusals, which points at a
 secret mismatch faster than a list of errors would.
 
+A recorder may run in another event loop, in another thread, than the test that waits on it
+(the ``instax_webhooks`` fixture runs it in a thread of its own): deliveries are recorded under a
+lock, and a waiter is woken in its own loop.
+
 aiohttp's server side is imported when a recorder starts, never when this module is imported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
+import threading
 from typing import TYPE_CHECKING
 
 from .._compat import timeout as timeout_scope
-from .._lifecycle import AsyncResource
+from .._lifecycle import AsyncResource, elsewhere, run_in
 from ..errors import InstaxError, ValidationError
 from ..models import WebhookEvent
 
@@ -46,6 +52,25 @@ def _matches(event: WebhookEvent, filters: _Filters) -> bool:
     return all(getattr(event, name) == value for name, value in filters.items())
 
 
+def _wake(future: asyncio.Future[WebhookEvent], outcome: WebhookEvent | BaseException) -> None:
+    """Settle ``future`` with ``outcome`` in the future's own loop, whichever thread calls."""
+    loop = future.get_loop()
+    if loop is asyncio.get_running_loop():
+        _settle(future, outcome)
+        return
+    with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, future, outcome)
+
+
+def _settle(future: asyncio.Future[WebhookEvent], outcome: WebhookEvent | BaseException) -> None:
+    if future.done():  # cancelled meanwhile
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 def _describe(event: WebhookEvent) -> str:
     status = event.status
     return (
@@ -64,6 +89,10 @@ class WebhookRecorder(AsyncResource):
             config = SandboxConfig(webhook_url=webhooks.url, webhook_secret=webhooks.secret)
             ...
             event = await webhooks.wait_for(reference="order-1", status="completed")
+
+    It runs in the event loop :meth:`start` is awaited in; :meth:`wait_for` works from any loop,
+    and :meth:`start` and :meth:`stop` from another loop when the recorder's runs in another
+    thread (as the ``instax_webhooks`` fixture's does).
 
     :param secret: the webhook secret deliveries must be signed with; a random one by default.
     :ivar url: where to send webhooks (set once started).
@@ -84,7 +113,10 @@ class WebhookRecorder(AsyncResource):
         self.url = ""
         self._host = host
         self._waiters: list[tuple[_Filters, asyncio.Future[WebhookEvent]]] = []
+        # events and waiters: deliveries arrive in the recorder's thread, waits in the test's
+        self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
+        self._home: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return (
@@ -94,6 +126,9 @@ class WebhookRecorder(AsyncResource):
 
     async def start(self) -> str:
         """Start listening on a free port; returns :attr:`url`."""
+        home = elsewhere(self._home)
+        if home is not None:
+            return await run_in(home, self.start(), "this WebhookRecorder")
         if self._runner is not None:
             raise InstaxError("this WebhookRecorder is already running")
         from aiohttp import web
@@ -121,18 +156,23 @@ class WebhookRecorder(AsyncResource):
                 f"the webhook recorder cannot listen on {self._host}: {exc.strerror or exc}"
             ) from exc
         self._runner = runner
+        self._home = asyncio.get_running_loop()
         host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/webhooks/instax"
+        origin = f"[{host}]" if ":" in host else host
+        self.url = f"http://{origin}:{port}/webhooks/instax"
         return self.url
 
     async def stop(self) -> None:
         """Stop listening (:attr:`url` is ``""`` again). A :meth:`wait_for` still waiting raises
         :class:`InstaxError`."""
+        home = elsewhere(self._home)
+        if home is not None:
+            return await run_in(home, self.stop(), "this WebhookRecorder")
         self.url = ""
-        waiters, self._waiters = self._waiters, []
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
         for _, future in waiters:
-            if not future.done():
-                future.set_exception(InstaxError("the webhook recorder stopped"))
+            _wake(future, InstaxError("the webhook recorder stopped"))
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -146,15 +186,19 @@ class WebhookRecorder(AsyncResource):
         await self.stop()
 
     def _record(self, event: WebhookEvent) -> None:
-        self.events.append(event)
-        waiting = []
-        for filters, future in self._waiters:
-            # A cancelled waiter (done already) stays listed until its wait_for cleans up.
-            if not future.done() and _matches(event, filters):
-                future.set_result(event)
-            else:
-                waiting.append((filters, future))
-        self._waiters = waiting
+        woken = []
+        with self._lock:
+            self.events.append(event)
+            waiting = []
+            for filters, future in self._waiters:
+                # A cancelled waiter (done already) stays listed until its wait_for cleans up.
+                if not future.done() and _matches(event, filters):
+                    woken.append(future)
+                else:
+                    waiting.append((filters, future))
+            self._waiters = waiting
+        for future in woken:
+            _wake(future, event)
 
     async def wait_for(
         self,
@@ -185,20 +229,22 @@ class WebhookRecorder(AsyncResource):
             raise ValidationError(
                 f"timeout: expected seconds > 0, got {timeout!r}", field="timeout"
             )
-        for event in self.events:
-            if _matches(event, filters):
-                return event
         future: asyncio.Future[WebhookEvent] = asyncio.get_running_loop().create_future()
         waiter = (filters, future)
-        self._waiters.append(waiter)
+        with self._lock:  # no delivery slips in between the look and the wait
+            for event in self.events:
+                if _matches(event, filters):
+                    return event
+            self._waiters.append(waiter)
         try:
             async with timeout_scope(timeout):
                 return await future
         except TimeoutError:
             raise TimeoutError(self._timeout_message(filters, timeout)) from None
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
     def _timeout_message(self, filters: _Filters, timeout: float) -> str:
         wanted = ", ".join(f"{name}={value!r}" for name, value in filters.items())

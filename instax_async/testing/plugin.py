@@ -7,7 +7,7 @@ imports pytest, pytest-asyncio (both loaded by then), and the :mod:`instax_async
 aiohttp and the sandbox load when a fixture first runs. ``-p no:instax_async`` turns the
 plugin off.
 
-The fixtures are async and function-scoped, so every test starts from a fresh sandbox:
+The fixtures are function-scoped, so every test starts from a fresh sandbox:
 
 - ``instax_webhooks`` — a started :class:`~instax_async.testing.WebhookRecorder`;
 - ``instax_sandbox`` — a started :class:`~instax_async.sandbox.Sandbox` whose webhooks go to
@@ -16,17 +16,21 @@ The fixtures are async and function-scoped, so every test starts from a fresh sa
 - ``instax_client`` — an :class:`~instax_async.AsyncSession` on ``instax_sandbox.url`` with the
   api key ``sk_test_sandbox``, closed after the test.
 
-They are declared with ``pytest_asyncio.fixture``, which pytest-asyncio runs in ``strict`` mode
-(tests marked ``@pytest.mark.asyncio``) and in ``auto`` mode alike, in the event loop its
-``asyncio_default_fixture_loop_scope`` setting selects (by default the test's own). Without an
-active pytest-asyncio a test that requests one fails with a message saying what to install.
+The first two are declared with ``pytest_asyncio.fixture``, which pytest-asyncio runs in
+``strict`` mode (tests marked ``@pytest.mark.asyncio``) and in ``auto`` mode alike, in the event
+loop its ``asyncio_default_fixture_loop_scope`` setting selects. That loop may not be the test's
+(a fixture loop scope of ``session``, a test marked ``loop_scope="module"``), and it waits while
+the test runs: so the recorder and the sandbox each run in an event loop of their own, in a
+thread of their own, and answer whichever loop the test runs in. ``instax_client`` is a plain
+fixture: its client sends from the test's loop and is closed there (see ``_client``). Without an
+active pytest-asyncio a test that requests a fixture fails with a message saying what to install.
 """
 
 from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +69,7 @@ SANDBOX_TEST_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 )
 
 _MARKER = "instax_sandbox"
-_FIXTURES = frozenset({"instax_webhooks", "instax_sandbox", "instax_client"})
+_FIXTURES = frozenset({"instax_webhooks", "instax_sandbox"})  # instax_client needs the latter
 _NEEDS_PYTEST_ASYNCIO = (
     "the {name} fixture is async and needs pytest-asyncio (0.23 or later): "
     "pip install pytest-asyncio, then mark async tests with @pytest.mark.asyncio or set "
@@ -160,9 +164,10 @@ async def instax_webhooks() -> AsyncIterator[WebhookRecorder]:
     ``url``, ``secret``, ``events``, ``refused`` and ``await wait_for(session_id=..., status=...,
     reference=..., timeout=5.0)``: see :class:`~instax_async.testing.WebhookRecorder`.
     """
+    from ._loop_thread import serve_in_thread
     from ._recorder import WebhookRecorder
 
-    async with WebhookRecorder() as recorder:
+    async with serve_in_thread(WebhookRecorder(), "instax_webhooks") as recorder:
         yield recorder
 
 
@@ -177,19 +182,24 @@ async def instax_sandbox(
     with ``@pytest.mark.instax_sandbox(**options)`` (``SandboxConfig`` fields).
     """
     from ..sandbox import Sandbox
+    from ._loop_thread import serve_in_thread
 
     config = _sandbox_config(request.node, instax_webhooks)
-    async with Sandbox(config) as sandbox:
+    async with serve_in_thread(Sandbox(config), "instax_sandbox") as sandbox:
         yield sandbox
 
 
-@_async_fixture
-async def instax_client(instax_sandbox: Sandbox) -> AsyncIterator[AsyncSession]:
+@pytest.fixture
+def instax_client(instax_sandbox: Sandbox) -> Iterator[AsyncSession]:
     """An ``AsyncSession`` for ``instax_sandbox``, closed after the test.
 
     Its api key is ``sk_test_sandbox``; the sandbox accepts any key unless the marker sets one.
+    It sends from whichever event loop the test runs in, and is closed in that loop.
     """
     from ..client import AsyncSession
+    from ._client import LoopTrackingTransport, close_client
 
-    async with AsyncSession(base_url=instax_sandbox.url, api_key=CLIENT_API_KEY) as client:
-        yield client
+    transport = LoopTrackingTransport()
+    client = AsyncSession(base_url=instax_sandbox.url, api_key=CLIENT_API_KEY, transport=transport)
+    yield client
+    close_client(client, transport)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 import aiohttp
 import httpx
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from instax_async import (
+    APIConnectionError,
     AsyncSession,
     AuthenticationError,
     InstaxError,
@@ -24,6 +27,8 @@ from instax_async.integrations.aiohttp import webhook_handler
 from instax_async.integrations.asgi import webhook_app
 from instax_async.sandbox import Sandbox
 from instax_async.testing import WebhookRecorder, make_webhook
+
+PYTEST_ASYNCIO = tuple(int(part) for part in pytest_asyncio.__version__.split(".")[:2])
 
 
 def order(amount: str, reference: str) -> SessionRequest:
@@ -160,6 +165,76 @@ async def test_a_recorder_outside_pytest_fixtures() -> None:
             await waiting
     with pytest.raises(InstaxError, match=r"cannot listen on 203\.0\.113\.1"):
         await WebhookRecorder(host="203.0.113.1").start()
+
+
+# -- loops: the fixtures' servers run in loops and threads of their own ------------------------
+
+
+async def test_the_servers_answer_while_the_tests_loop_is_blocked(
+    instax_sandbox: Sandbox, instax_webhooks: WebhookRecorder
+) -> None:
+    # a synchronous client blocks the test's loop: no server of this loop could answer it
+    url = f"{instax_sandbox.url}/sandbox/webhooks"
+    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: ASYNC210
+        assert answer.status == 200
+    body, headers = make_webhook(instax_webhooks.secret, reference="order-1")
+    sent = urllib.request.Request(instax_webhooks.url, data=body, headers=headers)
+    with urllib.request.urlopen(sent, timeout=5) as answer:  # noqa: ASYNC210
+        assert answer.status == 200
+    assert (await instax_webhooks.wait_for(reference="order-1")).reference == "order-1"
+
+
+async def test_the_servers_stop_and_start_from_the_tests_loop(
+    instax_client: AsyncSession, instax_sandbox: Sandbox, instax_webhooks: WebhookRecorder
+) -> None:
+    waiting = asyncio.ensure_future(instax_webhooks.wait_for(reference="order-1"))
+    await asyncio.sleep(0)  # it waits
+    await instax_webhooks.stop()
+    with pytest.raises(InstaxError, match=r"^the webhook recorder stopped$"):
+        await waiting
+    assert instax_webhooks.url == ""
+    assert (await instax_webhooks.start()).startswith("http://127.0.0.1:")
+    await instax_sandbox.stop()
+    with pytest.raises(APIConnectionError):
+        await instax_client.with_options(max_retries=0).create_session(order("50", "order-1"))
+    url = await instax_sandbox.start()
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/sandbox/webhooks") as answer:
+        assert answer.status == 200
+
+
+def test_a_synchronous_test_gets_a_client_for_the_sandbox(
+    instax_client: AsyncSession, instax_sandbox: Sandbox
+) -> None:
+    assert instax_client.base_url == instax_sandbox.url and not instax_client.closed
+
+
+@pytest.mark.skipif(PYTEST_ASYNCIO < (0, 24), reason="loop scopes of their own came in 0.24")
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_test_in_a_module_loop_uses_the_fixtures_of_a_function_loop(
+    instax_client: AsyncSession, instax_sandbox: Sandbox, instax_webhooks: WebhookRecorder
+) -> None:
+    session = await instax_client.create_session(order("50", "order-module"))
+    await instax_sandbox.complete(session.id)
+    event = await instax_webhooks.wait_for(reference="order-module", status="completed")
+    assert event.session_id == session.id
+
+
+async def test_a_waiter_whose_loop_has_closed_loses_no_delivery() -> None:
+    # pytest-asyncio before 0.25 closes a test's loop without ending the tasks left in it
+    abandoned = asyncio.new_event_loop()
+
+    def wait_in_a_loop_that_closes(recorder: WebhookRecorder) -> asyncio.Task[WebhookEvent]:
+        waiting = abandoned.create_task(recorder.wait_for(reference="order-1"))
+        abandoned.run_until_complete(asyncio.sleep(0))  # it waits
+        abandoned.close()
+        return waiting
+
+    async with WebhookRecorder() as recorder:
+        waiting = await asyncio.to_thread(wait_in_a_loop_that_closes, recorder)
+        body, headers = make_webhook(recorder.secret, reference="order-1")
+        assert await post(recorder.url, body, headers) == 200
+        assert (await recorder.wait_for(reference="order-1")).reference == "order-1"
+    assert not waiting.done()
 
 
 # -- make_webhook through the receivers a merchant mounts --------------------------------------

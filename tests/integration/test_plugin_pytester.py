@@ -8,6 +8,7 @@ after every test, once the plugin's fixtures are torn down, that no task is left
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest_asyncio
 from tests.markdown_blocks import blocks
 
 TESTING_PAGE = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+PYTEST_ASYNCIO = tuple(int(part) for part in pytest_asyncio.__version__.split(".")[:2])
 
 
 def docs_example() -> str:
@@ -25,6 +27,19 @@ def docs_example() -> str:
         if block.kind == "fragment" and "import pytest_asyncio" in block.source:
             return block.source
     raise AssertionError("docs/testing.md shows no test file for the pytest plugin")
+
+
+def docs_settings() -> str:
+    """The pytest-asyncio settings docs/testing.md tells a project to set: its pyproject.toml."""
+    page = TESTING_PAGE.read_text(encoding="utf-8")
+    found = re.search(
+        r"```toml\n(# pyproject\.toml\n\[tool\.pytest\.ini_options\]\n.*?)```", page, re.S
+    )
+    assert found, "docs/testing.md shows no pyproject.toml with the pytest-asyncio settings"
+    settings = found.group(1)
+    if PYTEST_ASYNCIO < (0, 24):  # the option (and its warning) came in 0.24
+        settings = re.sub(r"(?m)^asyncio_default_fixture_loop_scope.*\n", "", settings)
+    return settings
 
 
 NO_TASK_LEFT_BEHIND = """
@@ -38,6 +53,12 @@ async def no_task_left_behind():
     yield
     left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     assert not left, f"tasks still running after the test: {left}"
+
+
+@pytest_asyncio.fixture
+async def fixture_loop():
+    \"\"\"The event loop the async fixtures run in.\"\"\"
+    return asyncio.get_running_loop()
 """
 
 ORDER = """
@@ -134,11 +155,63 @@ async def test_the_marker_injects_faults(instax_client):
 )
 
 
-def ini(mode: str) -> str:
-    lines = ["[pytest]", f"asyncio_mode = {mode}"]
-    if tuple(int(part) for part in pytest_asyncio.__version__.split(".")[:2]) >= (0, 24):
-        lines.append("asyncio_default_fixture_loop_scope = function")  # else a warning
-    return "\n".join(lines) + "\n"
+# Each fixture in a test of each loop scope, a second test in a module loop that is still open,
+# and a synchronous test: run under each fixture loop scope. fixture_loop shows that the test's
+# loop is the fixtures' exactly when their scopes are the same.
+LOOP_SCOPE_TESTS = (
+    ORDER
+    + """
+import asyncio
+import json
+import urllib.request
+
+import pytest
+
+from instax_async import APIConnectionError, InstaxError
+
+IN_EACH_LOOP = [
+    pytest.param("function", marks=pytest.mark.asyncio(loop_scope="function")),
+    pytest.param("module", marks=pytest.mark.asyncio(loop_scope="module")),
+]
+
+
+@pytest.mark.parametrize("test_loop", IN_EACH_LOOP)
+@pytest.mark.parametrize("run", [1, 2])
+async def test_the_fixtures_answer(
+    run, test_loop, fixture_loop, pytestconfig, instax_client, instax_sandbox, instax_webhooks
+):
+    fixture_scope = pytestconfig.getini("asyncio_default_fixture_loop_scope")
+    assert (asyncio.get_running_loop() is fixture_loop) == (test_loop == fixture_scope)
+    reference = f"order-{test_loop}-{run}"
+    session = await instax_client.create_session(order(reference))
+    completed = asyncio.ensure_future(
+        instax_webhooks.wait_for(reference=reference, status="completed")
+    )
+    settled = await instax_sandbox.complete(session.id)
+    event = await completed  # waited for before it arrived
+    assert event.withdraw_tx_id == settled["withdraw_tx_id"]
+    pending = await instax_webhooks.wait_for(reference=reference, status="pending")
+    assert pending.session_id == session.id  # arrived before it was waited for
+    payout = await instax_client.wait_for_blockchain_hash(event.withdraw_tx_id, interval=0.01)
+    assert payout.hash.startswith("0x")
+
+    # stopped from the test, in their own loops
+    never = asyncio.ensure_future(instax_webhooks.wait_for(reference="order-never"))
+    await asyncio.sleep(0)  # it waits
+    await instax_webhooks.stop()
+    with pytest.raises(InstaxError, match="the webhook recorder stopped"):
+        await never
+    await instax_sandbox.stop()
+    with pytest.raises(APIConnectionError):
+        await instax_client.with_options(max_retries=0).create_session(order(reference))
+    assert (await instax_sandbox.start()).startswith("http://127.0.0.1:")
+
+
+def test_a_synchronous_test_reaches_the_servers(instax_sandbox, instax_webhooks):
+    with urllib.request.urlopen(f"{instax_sandbox.url}/sandbox/webhooks", timeout=5) as answer:
+        assert answer.status == 200 and json.load(answer) is not None
+"""
+)
 
 
 @pytest.fixture
@@ -157,7 +230,12 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     # hypothesis' plugin is the slowest import of a run and none of these tests needs it
     options = ("-W", "error", "-p", "no:cacheprovider", "-p", "no:hypothesispytest")
-    return pytester.runpytest_subprocess(*options, *args)
+    result = pytester.runpytest_subprocess(*options, *args)
+    # what asyncio and aiohttp say, outside the warnings system, about what was left open
+    output = result.stdout.str() + result.stderr.str()
+    for leftover in ("Task was destroyed", "Unclosed", "unclosed"):
+        assert leftover not in output, output
+    return result
 
 
 def add_docs_example(pytester: pytest.Pytester) -> None:
@@ -166,10 +244,10 @@ def add_docs_example(pytester: pytest.Pytester) -> None:
 
 
 def test_strict_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
-    project.makeini(ini("strict"))
+    project.makepyprojecttoml(docs_settings())
     project.makepyfile(test_strict=STRICT_TESTS)
     add_docs_example(project)
-    result = run(project, "-rfE")
+    result = run(project, "-rfE", "-o", "asyncio_mode=strict")
     result.assert_outcomes(passed=3 + 3, failed=1, errors=2, warnings=0)
     result.stdout.fnmatch_lines_random(
         [
@@ -185,11 +263,24 @@ def test_strict_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester)
     result.stdout.no_fnmatch_line("*never reached*")
 
 
-def test_auto_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
-    project.makeini(ini("auto"))
-    project.makepyfile(test_auto=AUTO_TESTS)
+def test_the_docs_settings_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
+    """Auto mode and fixtures in the test's loop, as docs/testing.md sets them; no warning."""
+    project.makepyprojecttoml(docs_settings())
+    project.makepyfile(test_auto=AUTO_TESTS, test_loop_scopes=LOOP_SCOPE_TESTS)
     add_docs_example(project)
-    run(project).assert_outcomes(passed=2 + 3, warnings=0)
+    run(project).assert_outcomes(passed=2 + 3 + 5, warnings=0)
+
+
+@pytest.mark.skipif(PYTEST_ASYNCIO < (0, 24), reason="loop scopes of their own came in 0.24")
+@pytest.mark.parametrize("fixture_loop_scope", ["module", "session"])
+def test_the_fixtures_answer_tests_in_another_loop(
+    project: pytest.Pytester, fixture_loop_scope: str
+) -> None:
+    """Fixtures in a module or session loop; tests in a function or module loop, or none."""
+    project.makepyprojecttoml(docs_settings())
+    project.makepyfile(test_loop_scopes=LOOP_SCOPE_TESTS)
+    option = f"asyncio_default_fixture_loop_scope={fixture_loop_scope}"
+    run(project, "-o", option).assert_outcomes(passed=5, warnings=0)
 
 
 def test_without_pytest_asyncio_the_fixtures_say_what_to_install(
