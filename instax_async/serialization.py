@@ -464,46 +464,57 @@ _PATH_DEPTH = MAX_JSON_DEPTH
 _TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels (or holds itself)"
 
 
+# Where a part of a value is, built as the search goes down, one tuple per step:
+# ``(where its container is, its key or index)``, ``None`` for the whole value. The path is
+# written out only for the part the error names: the search stays linear, however deep.
+
+
 def _unwritable(value: Any) -> ValidationError:
     """The error for a value :func:`_encode` failed on: the path of the first part of it that
     cannot be written, and why. Only called after a failure, so the common case pays nothing."""
     try:
-        found = _find_unwritable(value, "", 0)
+        found = _find_unwritable(value, None, 0)
     except RecursionError:  # only when the caller's own stack is already nearly exhausted
         found = None
-    path, problem = found or ("", _TOO_DEEP)
-    if not path:  # the value as a whole
+    where, problem = found or (None, _TOO_DEEP)
+    if where is None:  # the value as a whole
         return ValidationError(problem)
+    path = _path(where)
     return ValidationError(f"{path}: {problem}", field=path)
 
 
-def _find_unwritable(value: Any, path: str, depth: int) -> tuple[str, str] | None:
-    """``(path, problem)`` for the first part of ``value`` (at ``path``, ``depth`` containers
+def _find_unwritable(value: Any, where: Any, depth: int) -> tuple[Any, str] | None:
+    """``(where, problem)`` for the first part of ``value`` (at ``where``, ``depth`` containers
     deep) that :func:`_encode` cannot write, in the order it writes them; else ``None``."""
     if isinstance(value, str):
-        return _text_problem(value, path, "")
+        problem = _text_problem(value)
+        return (where, problem) if problem else None
     if isinstance(value, Decimal):
         try:
             encode_decimal(value)
         except ValidationError as exc:
-            return path, str(exc)
+            return where, str(exc)
         return None
     is_mapping = isinstance(value, Mapping)
     if is_mapping or isinstance(value, (list, tuple)):
         if depth >= _PATH_DEPTH:
-            return "", _TOO_DEEP  # the whole value: its nesting, not one part, is the problem
+            return None, _TOO_DEEP  # the whole value: its nesting, not one part, is the problem
         if not is_mapping:
             for index, item in enumerate(value):
-                found = _find_unwritable(item, f"{path}[{index}]", depth + 1)
+                found = _find_unwritable(item, (where, index), depth + 1)
                 if found:
                     return found
             return None
         for key, item in value.items():
-            name = key if type(key) is str else str(key)
-            inner = _key_path(path, name)
-            found = _text_problem(name, inner, "its key ") or _find_unwritable(
-                item, inner, depth + 1
-            )
+            try:
+                name = key if type(key) is str else str(key)
+            except ValueError as exc:  # an int key past Python's limit for writing it
+                return where, f"a key too long to write as JSON ({exc})"
+            inner = (where, name)
+            problem = _text_problem(name)
+            if problem:
+                return inner, "its key " + problem
+            found = _find_unwritable(item, inner, depth + 1)
             if found:
                 return found
         return None
@@ -511,40 +522,48 @@ def _find_unwritable(value: Any, path: str, depth: int) -> tuple[str, str] | Non
         _dumps_str(value)
     except TypeError:
         name = type(value).__name__
-        return path, (
+        return where, (
             f"{'an' if name[:1] in 'aeiou' else 'a'} {name} cannot be written as JSON (expected "
             "a str, int, float, Decimal, bool, None, a mapping, list or tuple)"
         )
     except ValueError as exc:
         if isinstance(value, int):  # past Python's limit for writing an int as text
-            return path, f"an integer too long to write as JSON ({exc})"
-        return path, f"{value!r} cannot be written as a JSON number"  # NaN, infinities
+            return where, f"an integer too long to write as JSON ({exc})"
+        return where, f"{value!r} cannot be written as a JSON number"  # NaN, infinities
     return None
 
 
-def _text_problem(text: str, path: str, what: str) -> tuple[str, str] | None:
-    """``(path, problem)`` if UTF-8 cannot encode ``text`` (a surrogate code point in it)."""
+def _text_problem(text: str) -> str | None:
+    """What is wrong with ``text`` if UTF-8 cannot encode it (a surrogate code point in it)."""
     if text.isascii():
         return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        return path, (
-            f"{what}must be valid Unicode text, got a surrogate code point "
+        return (
+            "must be valid Unicode text, got a surrogate code point "
             f"(U+{ord(text[exc.start]):04X}) at index {exc.start}, which UTF-8 cannot encode"
         )
     return None
 
 
-def _key_path(path: str, key: str) -> str:
-    """The path of the member ``key`` of the object at ``path``: ``data.items``, or
-    ``data["a b"]`` for a key that is not a name (in ASCII, cut if long)."""
-    if key.isidentifier() and len(key) <= _SHOWN_KEY:  # letters, digits, "_": nothing to hide
-        return f"{path}.{key}" if path else key
-    shown = json.dumps(key[:_SHOWN_KEY])  # ASCII, quoted: escapes, surrogates and all
-    if len(key) > _SHOWN_KEY:
-        shown = shown[:-1] + '..."'
-    return f"{path}[{shown}]"
+def _path(where: Any) -> str:
+    """The path of a ``where``: ``data.items[3]``, and ``data["a b"]`` for a key that is not a
+    name (in ASCII, cut if long)."""
+    steps: list[str | int] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    path = ""
+    for step in reversed(steps):
+        if isinstance(step, int):
+            path += f"[{step}]"
+        elif step.isidentifier() and len(step) <= _SHOWN_KEY:  # letters, digits, "_"
+            path += f".{step}" if path else step
+        else:
+            shown = json.dumps(step[:_SHOWN_KEY])  # ASCII, quoted: escapes, surrogates and all
+            path += f'[{shown[:-1]}..."]' if len(step) > _SHOWN_KEY else f"[{shown}]"
+    return path
 
 
 def loads(content: bytes | str) -> Any:

@@ -349,6 +349,7 @@ def _peak_bytes(function: Any) -> tuple[Any, int]:
         ({"k" * 50: {1}}, '["' + "k" * 40 + '..."]', "set"),
         ([(), {"ok": 1, "é": frozenset()}], "[1].é", "frozenset"),
         ({"x": {"ok": [1.5]}, "y": {"z": {1}}}, "y.z", "set"),  # after what can be written
+        ({"a": {10**5000: 1}}, "a", "a key too long to write as JSON"),
     ],
 )
 def test_dumps_refuses_what_json_cannot_hold_naming_its_path(
@@ -373,6 +374,20 @@ def test_dumps_refuses_a_whole_value_json_cannot_hold_without_a_path() -> None:
             dumps(value)
         assert caught.value.field is None
     assert dumps(_nested(100, {"b": 1})).startswith(b'{"a":' * 100)  # within the limit: written
+
+
+def test_dumps_names_a_deep_part_of_a_wide_value() -> None:
+    # 126 levels of long keys over 20,000 items: the path is written once, for the error.
+    key = "k" * 60
+    value: Any = [1] * 20_000 + [{"bad": {1}}]
+    for _ in range(126):  # with the list and the innermost object: 128 levels
+        value = {key: value}
+    with pytest.raises(ValidationError, match="set") as caught:
+        dumps(value)
+    assert caught.value.field == f'["{"k" * 40}..."]' * 126 + "[20000].bad"
+    with pytest.raises(ValidationError, match=r"^a key too long to write as JSON") as caught:
+        dumps({10**5000: 1})
+    assert caught.value.field is None
 
 
 def test_dumps_on_a_nearly_exhausted_stack_is_still_a_validation_error(
