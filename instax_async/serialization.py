@@ -458,15 +458,9 @@ def _key(key: Any) -> str:
 
 # Path components longer than this are cut in error messages.
 _SHOWN_KEY = 40
-# Where the search for what :func:`dumps` cannot write stops going deeper: the SDK reads no
-# JSON nested deeper, and a value that holds itself is as deep as it gets.
-_PATH_DEPTH = MAX_JSON_DEPTH
+# The search for what :func:`dumps` cannot write stops at MAX_JSON_DEPTH levels: the SDK reads
+# no JSON nested deeper, and a value that holds itself is as deep as it gets.
 _TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels (or holds itself)"
-
-
-# Where a part of a value is, built as the search goes down, one tuple per step:
-# ``(where its container is, its key or index)``, ``None`` for the whole value. The path is
-# written out only for the part the error names: the search stays linear, however deep.
 
 
 def _unwritable(value: Any) -> ValidationError:
@@ -485,7 +479,12 @@ def _unwritable(value: Any) -> ValidationError:
 
 def _find_unwritable(value: Any, where: Any, depth: int) -> tuple[Any, str] | None:
     """``(where, problem)`` for the first part of ``value`` (at ``where``, ``depth`` containers
-    deep) that :func:`_encode` cannot write, in the order it writes them; else ``None``."""
+    deep) that :func:`_encode` cannot write, in the order it writes them; else ``None``.
+
+    ``where`` is built as the search goes down, one tuple per step: ``(where its container is,
+    its key or index)``, ``None`` for the whole value. The path is written out (:func:`_path`)
+    only for the part the error names, so the search stays linear however deep it goes.
+    """
     if isinstance(value, str):
         problem = _text_problem(value)
         return (where, problem) if problem else None
@@ -497,7 +496,7 @@ def _find_unwritable(value: Any, where: Any, depth: int) -> tuple[Any, str] | No
         return None
     is_mapping = isinstance(value, Mapping)
     if is_mapping or isinstance(value, (list, tuple)):
-        if depth >= _PATH_DEPTH:
+        if depth >= MAX_JSON_DEPTH:
             return None, _TOO_DEEP  # the whole value: its nesting, not one part, is the problem
         if not is_mapping:
             for index, item in enumerate(value):

@@ -107,8 +107,8 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
     :raises ValidationError: the payload is not a JSON object, nests deeper than
         :data:`~instax_async.serialization.MAX_JSON_DEPTH` levels, or the secret is not a
         string; or the mapping holds a value JSON cannot (a set, a string with a surrogate code
-        point, NaN, a number of more than 4,300 digits written out, such as
-        ``Decimal("1E+999999999")``), and then ``error.field`` is its path, like
+        point, NaN, a ``Decimal`` whose exponent would write out more than 4,300 digits, such
+        as ``Decimal("1E+999999999")``), and then ``error.field`` is its path, like
         ``data.items[3]``. Nothing is written out before that is known: the work stays
         proportional to the payload's size.
     """
