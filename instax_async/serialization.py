@@ -20,17 +20,19 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin, get_type_hints
 
 import attr  # the library ``attrs`` re-exports; see models.py
 
 from ._nesting import MAX_JSON_DEPTH, _too_deep
+from .errors import ValidationError
 
 if TYPE_CHECKING:
     import cattrs
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "MAX_NUMBER_DIGITS",
     "OpenStrEnum",
     "converter",  # noqa: F822 - made on first access, see __getattr__
     "dumps",
@@ -367,12 +369,41 @@ _dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_n
 encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _decoder = json.JSONDecoder(parse_float=Decimal)
 
+#: How many digits a ``Decimal``'s exponent may make its plain notation take: 4,300, the limit
+#: Python sets for an ``int`` (``sys.int_info.default_max_str_digits``). :func:`dumps` refuses a
+#: ``Decimal`` of 10**4300 or more in magnitude, or below 10**-4299 (but 0), which would take more:
+#: ``Decimal("1E+999999999")`` takes a few bytes, but a billion digits written out.
+MAX_NUMBER_DIGITS: Final = 4300
+_MIN_ADJUSTED: Final = -MAX_NUMBER_DIGITS
+
 
 def encode_decimal(value: Decimal) -> str:
-    """An exact JSON number, in plain notation: ``Decimal("1E+2")`` → ``100``."""
-    if not value.is_finite():
-        raise ValueError(f"{value} cannot be written as a JSON number")
-    return format(value, "f")
+    """An exact JSON number, in plain notation: ``Decimal("1E+2")`` → ``100``.
+
+    The text is never longer than the digits of ``value`` and :data:`MAX_NUMBER_DIGITS` more.
+
+    :raises ValidationError: ``value`` is not finite, or its exponent would make its plain
+        notation longer than :data:`MAX_NUMBER_DIGITS` digits (``Decimal("1E+4300")``,
+        ``Decimal("1E-4300")``); nothing is written out before that is known.
+    """
+    # adjusted(): the exponent of the leading digit, where its plain notation starts or ends.
+    if value.is_finite() and _MIN_ADJUSTED < value.adjusted() < MAX_NUMBER_DIGITS:
+        return format(value, "f")
+    if value.is_finite() and value.is_zero() and value.adjusted() > 0:
+        return format(value, "f")  # "0" (or "-0"), whatever the exponent
+    raise ValidationError(_decimal_problem(value))
+
+
+def _decimal_problem(value: Decimal) -> str:
+    if value.is_nan():
+        return "NaN cannot be written as a JSON number"
+    if value.is_infinite():
+        return f"{'-' if value.is_signed() else ''}Infinity cannot be written as a JSON number"
+    shown = value if value.is_zero() else f"{value:.6E}"  # a few characters, whatever its digits
+    return (
+        f"a number too long to write as JSON: {shown} has more than {MAX_NUMBER_DIGITS:,} "
+        "digits in plain notation"
+    )
 
 
 def dumps(value: Any) -> bytes:
@@ -380,8 +411,25 @@ def dumps(value: Any) -> bytes:
 
     >>> dumps({"fromAmount": Decimal("0.1")})
     b'{"fromAmount":0.1}'
+
+    :raises ValidationError: a value JSON (or UTF-8) cannot hold: a type other than ``str``,
+        ``int``, ``float``, ``Decimal``, ``bool``, ``None``, a mapping, list or tuple (a set,
+        say); a string with a surrogate code point (lone, or half of a pair split in two);
+        NaN or an infinity; an ``int`` longer than Python writes (4,300 digits unless
+        ``sys.set_int_max_str_digits`` says otherwise) or a ``Decimal`` whose exponent would
+        make it longer than :data:`MAX_NUMBER_DIGITS` digits (see :func:`encode_decimal`);
+        nesting past the interpreter's stack (or a value that holds itself).
+        ``error.field`` is the path of the first such value, like ``data.items[3]`` (``None``
+        when it is the whole value, or its nesting: a value that fails past
+        :data:`MAX_JSON_DEPTH` levels is refused as nested too deeply). The work done stays
+        proportional to the size of ``value``.
     """
-    return _encode(value).encode("utf-8")
+    try:
+        return _encode(value).encode("utf-8")
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        pass
+    # Outside the ``except``: no exception chain, and the stack is back to the caller's depth.
+    raise _unwritable(value)
 
 
 def _encode(value: Any) -> str:
@@ -408,12 +456,125 @@ def _key(key: Any) -> str:
     return encode_str(key) if type(key) is str else _dumps_str(str(key))
 
 
+# Path components longer than this are cut in error messages.
+_SHOWN_KEY = 40
+# The search for what :func:`dumps` cannot write stops at MAX_JSON_DEPTH levels: the SDK reads
+# no JSON nested deeper, and a value that holds itself is as deep as it gets.
+_TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels (or holds itself)"
+
+
+def _unwritable(value: Any) -> ValidationError:
+    """The error for a value :func:`_encode` failed on: the path of the first part of it that
+    cannot be written, and why. Only called after a failure, so the common case pays nothing."""
+    try:
+        found = _find_unwritable(value, None, 0)
+    except RecursionError:  # only when the caller's own stack is already nearly exhausted
+        found = None
+    where, problem = found or (None, _TOO_DEEP)
+    if where is None:  # the value as a whole
+        return ValidationError(problem)
+    path = _path(where)
+    return ValidationError(f"{path}: {problem}", field=path)
+
+
+def _find_unwritable(value: Any, where: Any, depth: int) -> tuple[Any, str] | None:
+    """``(where, problem)`` for the first part of ``value`` (at ``where``, ``depth`` containers
+    deep) that :func:`_encode` cannot write, in the order it writes them; else ``None``.
+
+    ``where`` is built as the search goes down, one tuple per step: ``(where its container is,
+    its key or index)``, ``None`` for the whole value. The path is written out (:func:`_path`)
+    only for the part the error names, so the search stays linear however deep it goes.
+    """
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        return (where, problem) if problem else None
+    if isinstance(value, Decimal):
+        try:
+            encode_decimal(value)
+        except ValidationError as exc:
+            return where, str(exc)
+        return None
+    is_mapping = isinstance(value, Mapping)
+    if is_mapping or isinstance(value, (list, tuple)):
+        if depth >= MAX_JSON_DEPTH:
+            return None, _TOO_DEEP  # the whole value: its nesting, not one part, is the problem
+        if not is_mapping:
+            for index, item in enumerate(value):
+                found = _find_unwritable(item, (where, index), depth + 1)
+                if found:
+                    return found
+            return None
+        for key, item in value.items():
+            try:
+                name = key if type(key) is str else str(key)
+            except ValueError as exc:  # an int key past Python's limit for writing it
+                return where, f"a key too long to write as JSON ({exc})"
+            inner = (where, name)
+            problem = _text_problem(name)
+            if problem:
+                return inner, "its key " + problem
+            found = _find_unwritable(item, inner, depth + 1)
+            if found:
+                return found
+        return None
+    try:
+        _dumps_str(value)
+    except TypeError:
+        name = type(value).__name__
+        return where, (
+            f"{'an' if name[:1] in 'aeiou' else 'a'} {name} cannot be written as JSON (expected "
+            "a str, int, float, Decimal, bool, None, a mapping, list or tuple)"
+        )
+    except ValueError as exc:
+        if isinstance(value, int):  # past Python's limit for writing an int as text
+            return where, f"an integer too long to write as JSON ({exc})"
+        return where, f"{value!r} cannot be written as a JSON number"  # NaN, infinities
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    """What is wrong with ``text`` if UTF-8 cannot encode it (a surrogate code point in it)."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            "must be valid Unicode text, got a surrogate code point "
+            f"(U+{ord(text[exc.start]):04X}) at index {exc.start}, which UTF-8 cannot encode"
+        )
+    return None
+
+
+def _path(where: Any) -> str:
+    """The path of a ``where``: ``data.items[3]``, and ``data["a b"]`` for a key that is not a
+    name (in ASCII, cut if long)."""
+    steps: list[str | int] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    path = ""
+    for step in reversed(steps):
+        if isinstance(step, int):
+            path += f"[{step}]"
+        elif step.isidentifier() and len(step) <= _SHOWN_KEY:  # letters, digits, "_"
+            path += f".{step}" if path else step
+        else:
+            shown = json.dumps(step[:_SHOWN_KEY])  # ASCII, quoted: escapes, surrogates and all
+            path += f'[{shown[:-1]}..."]' if len(step) > _SHOWN_KEY else f"[{shown}]"
+    return path
+
+
 def loads(content: bytes | str) -> Any:
     """Decode JSON with every non-integer number as an exact ``Decimal``.
 
     :raises ValueError: the content is not JSON (``json.JSONDecodeError``), not text in a JSON
-        encoding (``UnicodeDecodeError``), starts with a byte order mark, or nests arrays and
-        objects deeper than :data:`MAX_JSON_DEPTH` levels.
+        encoding (``UnicodeDecodeError``), starts with a byte order mark, nests arrays and
+        objects deeper than :data:`MAX_JSON_DEPTH` levels, or has a number no ``Decimal`` holds
+        (an exponent beyond about ±10**18) or an integer longer than Python reads (4,300 digits
+        unless ``sys.set_int_max_str_digits`` says otherwise). Work and memory stay
+        proportional to the content's size: ``1e999999999`` is read as ``Decimal("1E+999999999")``,
+        never written out.
     """
     if not isinstance(content, str):
         if content[:1] == b"{" and content[1:2] != b"\0":
@@ -430,3 +591,7 @@ def loads(content: bytes | str) -> Any:
         return _decoder.decode(content)
     except RecursionError:  # only when the caller's own stack is already nearly exhausted
         raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except InvalidOperation:  # "1e9999999999999999999": past the exponents a Decimal holds
+        raise ValueError(
+            "a number's exponent is beyond what a Decimal holds (about ±10**18)"
+        ) from None

@@ -101,11 +101,16 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
     """The ``X-Instaxwh-Key`` InstaXchange sends with ``payload``: lowercase md5 hex.
 
     ``payload`` is the raw JSON body (bytes or str), or a mapping, which is signed as the JSON
-    it would be sent as (``Decimal`` amounts exactly). Use it to sign test webhooks.
+    it would be sent as (:func:`~instax_async.serialization.dumps`: ``Decimal`` amounts
+    exactly). Use it to sign test webhooks.
 
     :raises ValidationError: the payload is not a JSON object, nests deeper than
         :data:`~instax_async.serialization.MAX_JSON_DEPTH` levels, or the secret is not a
-        string.
+        string; or the mapping holds a value JSON cannot (a set, a string with a surrogate code
+        point, NaN, a ``Decimal`` whose exponent would write out more than 4,300 digits, such
+        as ``Decimal("1E+999999999")``), and then ``error.field`` is its path, like
+        ``data.items[3]``. Nothing is written out before that is known: the work stays
+        proportional to the payload's size.
     """
     if not isinstance(secret, str):
         raise ValidationError(
@@ -113,7 +118,12 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
         )
     try:
         if isinstance(payload, Mapping):
-            payload = dumps(payload)
+            try:
+                payload = dumps(payload)
+            except ValidationError as exc:
+                if exc.field is not None:  # the path of the value in the payload
+                    raise
+                raise ValidationError(f"payload: {exc}", field="payload") from None
         if not isinstance(payload, (bytes, str)):
             raise ValidationError(
                 "payload: expected a mapping, or a JSON object as bytes or str, got "

@@ -729,9 +729,30 @@ def test_hand_written_cases_match_node(node_signer: NodeSigner) -> None:
         '{"\\ud83d":1,"\\ude00":2,"\\ud83d\\ude00":3}',
         '{"x":"\\ud83d\\u0041\\ude00"}',
         '{"' + jsjson._MARKER + '":1e-5,"v":"' + jsjson._MARKER + '"}',
+        '{"data":{"amountInFiat":1e99999999}}',
+        '{"a":[1e99999999,-1e-99999999,1E+999999999999,123456789e-999999999]}',
     ]
     for body in cases:
         _check_against_node(node_signer, body, "secret")
+
+
+# Numbers whose exponent would write out megabytes of digits, or is past what a Decimal holds.
+HUGE_EXPONENT_NUMBERS = st.builds(
+    "{}{}{}e{}{}".format,
+    st.sampled_from(["", "-"]),
+    st.from_regex(r"\A(0|[1-9][0-9]{0,20})\Z", fullmatch=True),
+    st.sampled_from(["", ".5", ".000123", ".99999999999999999999", ".0"]),
+    st.sampled_from(["", "+", "-"]),
+    st.one_of(st.integers(300, 10**9), st.integers(10**9, 10**25)).map(str),
+)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@settings(max_examples=150, deadline=None, database=None)
+@given(st.lists(HUGE_EXPONENT_NUMBERS, min_size=1, max_size=6))
+def test_huge_exponents_match_node(node_signer: NodeSigner, numbers: list[str]) -> None:
+    body = '{"n":[' + ",".join(numbers) + '],"data":{"amountInFiat":' + numbers[0] + "}}"
+    _check_against_node(node_signer, body, "secret")
 
 
 def test_malformed_text_is_left_to_the_parser() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -131,6 +132,36 @@ def test_a_bad_secret_is_not_echoed() -> None:
     with pytest.raises(ValidationError) as caught:
         make_webhook(b"whsec_bytes_secret")
     assert "whsec_bytes_secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["reference", "session_id", "status_reason", "withdraw_tx_id", "status", "fiat_currency"],
+)
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [("order-\ud800", "U+D800) at index 6"), ("\udfff", "U+DFFF"), ("ok \ud83d\ude00", "U+D83D")],
+    ids=["lone high", "lone low", "split pair"],
+)
+def test_text_utf8_cannot_encode_is_refused_naming_the_argument(
+    field: str, text: str, at: str
+) -> None:
+    with pytest.raises(ValidationError, match=re.escape(at)) as caught:
+        make_webhook(SECRET, **{field: text})
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: must be valid Unicode text")
+    # A pair joined into one character is fine.
+    body, _ = make_webhook(SECRET, **{field: "ok \U0001f600"})
+    assert "ok \U0001f600".encode() in body
+
+
+@pytest.mark.parametrize(
+    "value", [10**5000, [[[[[]]]]], " " * 100_000], ids=["huge int", "nested", "blank"]
+)
+def test_a_bad_argument_is_shown_briefly(value: object) -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_webhook(SECRET, reference=value)  # type: ignore[arg-type]
+    assert caught.value.field == "reference" and len(str(caught.value)) < 200
 
 
 def test_recorder_arguments_and_repr() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instax_async import serialization
+from instax_async import SessionRequest, ValidationError, serialization
 from instax_async.models import PaymentSession, WebhookEvent
 from instax_async.serialization import (
     MAX_JSON_DEPTH,
@@ -308,3 +309,200 @@ class _Listed:
 @pytest.mark.parametrize("cls", [_Required, _SelfFactory, _Nested, _OptionalNested, _Listed])
 def test_classes_the_builder_does_not_take(cls: type[Any]) -> None:
     assert serialization._fast_builder(cls) is None
+
+
+# -- dumps: what JSON cannot hold is a ValidationError naming where it is ----------------------
+
+
+def _peak_bytes(function: Any) -> tuple[Any, int]:
+    """What ``function()`` returned or raised, and the most memory it held at once (Python's
+    allocators, which Decimal's digits and every string go through)."""
+    tracemalloc.start()
+    try:
+        try:
+            result = function()
+        except Exception as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "match"),
+    [
+        ({"data": {"items": [1, "a", None, {2}]}}, "data.items[3]", "a set cannot be written"),
+        (
+            {"data": {"name": "Zo\ud800"}},
+            "data.name",
+            r"surrogate code point \(U\+D800\) at index 2",
+        ),
+        ({"r": ["ok", "\ud83d\ude00"]}, "r[1]", r"U\+D83D"),  # a pair split in two code points
+        ({"n": [10**5000]}, "n[0]", "integer too long"),
+        ({"a": {"b": Decimal("NaN")}}, "a.b", "^a.b: NaN cannot be written as a JSON number$"),
+        ({"a": Decimal("-Infinity")}, "a", "-Infinity cannot"),
+        ({"a": [float("inf")]}, "a[0]", "inf cannot"),
+        ({"a": Decimal("1E+5000")}, "a", "1.000000E[+]5000 has more than 4,300 digits"),
+        ({"x\ud800": 1}, '["x\\ud800"]', "its key must be valid Unicode"),
+        ({"a b": {"0": object()}}, '["a b"]["0"]', "an object cannot"),
+        ({7: [{"k": b"x"}]}, '["7"][0].k', "a bytes cannot"),
+        ({"k" * 50: {1}}, '["' + "k" * 40 + '..."]', "set"),
+        ([(), {"ok": 1, "é": frozenset()}], "[1].é", "frozenset"),
+        ({"x": {"ok": [1.5]}, "y": {"z": {1}}}, "y.z", "set"),  # after what can be written
+        ({"a": {10**5000: 1}}, "a", "a key too long to write as JSON"),
+    ],
+)
+def test_dumps_refuses_what_json_cannot_hold_naming_its_path(
+    value: Any, field: str, match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match) as caught:
+        dumps(value)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    str(caught.value).encode("utf-8")  # the message itself can be logged
+
+
+def test_dumps_refuses_a_whole_value_json_cannot_hold_without_a_path() -> None:
+    with pytest.raises(ValidationError, match=r"^a set cannot be written as JSON") as caught:
+        dumps({1, 2})
+    assert caught.value.field is None
+    looped: dict[str, Any] = {"a": []}
+    looped["a"].append(looped)
+    for value in (looped, _nested(5000), {"a": _nested(200, {"b": {1}})}):
+        with pytest.raises(ValidationError, match=r"^nested deeper than 128 levels") as caught:
+            dumps(value)
+        assert caught.value.field is None
+    assert dumps(_nested(100, {"b": 1})).startswith(b'{"a":' * 100)  # within the limit: written
+
+
+def test_dumps_names_a_deep_part_of_a_wide_value() -> None:
+    # 126 levels of long keys over 20,000 items: the path is written once, for the error.
+    key = "k" * 60
+    value: Any = [1] * 20_000 + [{"bad": {1}}]
+    for _ in range(126):  # with the list and the innermost object: 128 levels
+        value = {key: value}
+    with pytest.raises(ValidationError, match="set") as caught:
+        dumps(value)
+    assert caught.value.field == f'["{"k" * 40}..."]' * 126 + "[20000].bad"
+    with pytest.raises(ValidationError, match=r"^a key too long to write as JSON") as caught:
+        dumps({10**5000: 1})
+    assert caught.value.field is None
+
+
+def test_dumps_on_a_nearly_exhausted_stack_is_still_a_validation_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(*_args: Any) -> Any:
+        raise RecursionError
+
+    monkeypatch.setattr(serialization, "_find_unwritable", exhausted)
+    with pytest.raises(ValidationError, match=r"^nested deeper than 128 levels") as caught:
+        dumps({"a": {1}})
+    assert caught.value.field is None
+
+
+def _nested(depth: int, inner: Any = 1) -> Any:
+    value = inner
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_dumps_never_writes_out_a_huge_exponent() -> None:
+    # A few bytes of Decimal that would be megabytes (1E+9999999), or gigabytes and half a
+    # minute (1E+999999999), of digits: refused before any is written.
+    for text in [
+        "1E+9999999",
+        "1E+999999999",
+        "-1E+999999999999",
+        "1E-999999999",
+        "-123456789E-999999999",
+        "0E-999999999",
+        "9.99E+999999999999999999",
+    ]:
+        result, peak = _peak_bytes(lambda text=text: dumps({"data": {"amount": Decimal(text)}}))
+        assert isinstance(result, ValidationError), (text, result)
+        assert result.field == "data.amount" and "4,300 digits" in str(result)
+        assert peak < 64 * 1024, (text, peak)
+    # Zero has one digit whatever its exponent.
+    assert dumps([Decimal("0E+999999999"), Decimal("-0E+5000")]) == b"[0,-0]"
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("1E+4299", True),  # 4,300 digits
+        ("-1E+4299", True),
+        ("1E+4300", False),
+        ("1E-4299", True),  # 0.000…1: a 0 and 4,299 places
+        ("1E-4300", False),
+        ("0." + "0" * 4298 + "5", True),
+        ("-0." + "0" * 4299 + "5", False),
+        ("0E-4299", True),  # 0.000…0: 4,300 digits
+        ("0E-4300", False),
+        ("1." + "2" * 5000, True),  # digits it holds: written, however many (as they came)
+    ],
+)
+def test_dumps_writes_what_an_exponent_puts_up_to_4300_digits(text: str, written: bool) -> None:
+    assert serialization.MAX_NUMBER_DIGITS == 4300
+    value = Decimal(text)
+    if written:
+        assert dumps([value]) == f"[{value:f}]".encode()
+        assert serialization.encode_decimal(value) == format(value, "f")
+    else:
+        with pytest.raises(ValidationError, match="more than 4,300 digits"):
+            dumps([value])
+        with pytest.raises(ValidationError, match="more than 4,300 digits"):
+            serialization.encode_decimal(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sign=st.integers(0, 1),
+    digits=st.lists(st.integers(0, 9), min_size=1, max_size=60),
+    exponent=st.one_of(st.integers(-5000, 5000), st.integers(-(10**17), 10**17)),
+)
+def test_dumps_writes_a_decimal_exactly_or_refuses_it_by_its_length(
+    sign: int, digits: list[int], exponent: int
+) -> None:
+    value = Decimal((sign, tuple(digits), exponent))
+    try:
+        written = dumps(value)
+    except ValidationError as exc:
+        assert "more than 4,300 digits" in str(exc)
+        # refused only for what would be more than 4,300 digits written out
+        if abs(exponent) <= 10_000:
+            assert len(format(value, "f").lstrip("-").replace(".", "")) > 4300
+        else:
+            assert not (value.is_zero() and exponent > 0)  # zero is "0" with any exponent above 0
+        return
+    assert Decimal(written.decode()) == value and b"E" not in written
+    # at most the digits it holds, and 4,300 more
+    assert len(written.lstrip(b"-").replace(b".", b"")) <= len(digits) + 4300
+
+
+def test_loads_refuses_an_exponent_past_what_a_decimal_holds_as_value_error() -> None:
+    for body in (b'{"a":1e9999999999999999999999}', b"[0.1e1000000000000000000001]"):
+        with pytest.raises(ValueError, match="exponent is beyond what a Decimal holds"):
+            loads(body)
+    # within a Decimal's range: read exactly, however large, without writing it out
+    result, peak = _peak_bytes(lambda: loads(b'{"a":1e999999999,"b":-1E-999999999999}'))
+    assert result == {"a": Decimal("1E+999999999"), "b": Decimal("-1E-999999999999")}
+    assert peak < 64 * 1024
+
+
+async def test_an_api_answer_with_an_exponent_past_a_decimal_is_an_api_status_error() -> None:
+    from instax_async import APIStatusError, AsyncSession
+    from instax_async.transports import MockTransport, Response
+
+    body = b'{"id":"ps_1","amount":1e9999999999999999999999}'
+    transport = MockTransport(lambda request: Response(status=201, headers={}, content=body))
+    async with AsyncSession(
+        api_key="sk_test_unit", base_url="http://api.test", transport=transport
+    ) as session:
+        with pytest.raises(APIStatusError, match="exponent") as caught:
+            await session.create_session(
+                SessionRequest.sending(from_amount="5", from_currency="USD", to_currency="USDT")
+            )
+    assert caught.value.body == body

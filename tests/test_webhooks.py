@@ -8,6 +8,7 @@ import math
 import shutil
 import subprocess
 import sys
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -362,6 +363,114 @@ def test_sign_refuses_a_mapping_that_contains_itself() -> None:
     looped["self"] = looped
     with pytest.raises(ValidationError, match="payload"):
         sign(looped, SECRET)
+
+
+def test_sign_on_a_nearly_exhausted_stack_is_still_a_validation_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(*_args: Any) -> Any:
+        raise RecursionError
+
+    monkeypatch.setattr(webhooks, "dumps", exhausted)
+    with pytest.raises(ValidationError, match=r"^payload: nested deeper than 128") as caught:
+        sign({"a": 1}, SECRET)
+    assert caught.value.field == "payload"
+
+
+def _peak_bytes(function: Any) -> tuple[Any, int]:
+    """What ``function()`` returned or raised, and the most memory it held at once (Python's
+    allocators, which Decimal's digits and every string go through)."""
+    tracemalloc.start()
+    try:
+        try:
+            result = function()
+        except Exception as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+# Bounded work: a few times the body, never the digits an exponent would write out.
+PEAK = 1024 * 1024
+
+
+def test_sign_refuses_a_huge_decimal_without_writing_it_out() -> None:
+    # 1E+9999999 first: ten megabytes written out where that is not refused, before the cases
+    # that would take gigabytes (1E+999999999: 28 s and 3.8 GiB).
+    huge = parse(b'{"data":{"amountInFiat":1e99999999}}').raw
+    for payload, field in [
+        ({"a": Decimal("1E+9999999")}, "a"),
+        ({"a": Decimal("1e999999999")}, "a"),
+        (huge, "data.amountInFiat"),
+        ({"data": {"items": [Decimal("1"), Decimal("-1E-999999999")]}}, "data.items[1]"),
+    ]:
+        result, peak = _peak_bytes(lambda payload=payload: sign(payload, SECRET))
+        assert isinstance(result, ValidationError), result
+        assert result.field == field and "more than 4,300 digits" in str(result)
+        assert peak < PEAK
+    assert huge["data"]["amountInFiat"] == Decimal("1E+99999999")  # parse keeps the wire number
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "match"),
+    [
+        ({"data": {"items": [1, 2, 3, {4}]}}, "data.items[3]", "a set cannot be written"),
+        ({"reference": "order-\ud800"}, "reference", r"surrogate code point \(U\+D800\)"),
+        ({"data": {"name": "\ud83d\ude00"}}, "data.name", r"U\+D83D"),  # a split pair
+        ({"data": {"amountInFiat": 10**5000}}, "data.amountInFiat", "integer too long"),
+        ({"data": {"amountInFiat": Decimal("NaN")}}, "data.amountInFiat", "NaN"),
+        ({"\udc00": 1}, '["\\udc00"]', "its key"),
+    ],
+)
+def test_sign_names_the_path_of_a_value_json_cannot_hold(
+    payload: dict[str, Any], field: str, match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match) as caught:
+        sign(payload, SECRET)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+
+
+HUGE_EXPONENTS = [
+    b"1e99999999",
+    b"-1e-99999999",
+    b"1E+999999999999",
+    b"123456789e-999999999",
+    b"-123456789.5e+999999999",
+    b"0e99999999",
+    b"1e9999999999999999999999",  # past a Decimal's exponents
+    b"-0.0e-99999999999999999999",
+]
+
+
+@pytest.mark.parametrize("number", HUGE_EXPONENTS, ids=[n.decode() for n in HUGE_EXPONENTS])
+def test_huge_exponents_are_read_as_javascript_reads_them_in_bounded_memory(number: bytes) -> None:
+    body = b'{"webhookId":"w","data":{"amountInFiat":' + number + b',"status":"completed"}}'
+    double = float(number)  # what JavaScript holds: an infinity (written null) or zero
+    assert math.isinf(double) or double == 0
+    signed = b'{"data":{"amountInFiat":' + (b"null" if math.isinf(double) else b"0")
+    expected = hashlib.md5(signed + b',"status":"completed"},"webhookId":"w"}:s').hexdigest()
+    key, peak = _peak_bytes(lambda: sign(body, "s"))
+    assert key == expected and peak < PEAK
+    for form in (body, body.decode()):
+        event, peak = _peak_bytes(lambda form=form: verify(form, expected, "s"))
+        assert isinstance(event, WebhookEvent) and peak < PEAK
+        assert event.data.amount_in_fiat == (None if math.isinf(double) else 0)
+        event, peak = _peak_bytes(lambda form=form: parse(form))
+        assert peak < PEAK
+        if isinstance(event, WebhookEvent):  # the wire number, exactly
+            assert event.data.amount_in_fiat == Decimal(number.decode())
+        else:
+            assert isinstance(event, ValidationError) and "Decimal" in str(event)
+            assert abs(int(number.decode().lower().partition("e")[2])) >= 10**18
+
+
+def test_the_huge_exponents_vector_is_nodes() -> None:
+    vector = BY_NAME["huge_exponents"]
+    assert vector["signing_string"].startswith('{"a":null,"b":0,"c":[null,null,0,0],')
+    event = verify(vector["body"].encode(), vector["signature"], vector["secret"])
+    assert event.data.amount_in_fiat is None and event.data.amount_in_crypto == 0
 
 
 @pytest.mark.parametrize(

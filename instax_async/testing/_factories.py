@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from decimal import Decimal
 
 from ..errors import ValidationError
@@ -19,10 +20,17 @@ SIGNATURE = "X-InstaXWH-KEY"
 _MAX_AMOUNT_CHARS = 40
 
 
+def _shown(value: object) -> str:
+    # Short, and never an error of its own (``repr`` refuses an int of 5,000 digits).
+    return reprlib.repr(value) if isinstance(value, str) else type(value).__name__
+
+
 def _required(value: object, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field}: expected a non-empty str, got {value!r}", field=field)
-    return value
+        raise ValidationError(
+            f"{field}: expected a non-empty str, got {_shown(value)}", field=field
+        )
+    return _unicode(value, field)
 
 
 def _optional(value: object, field: str) -> str | None:
@@ -30,9 +38,24 @@ def _optional(value: object, field: str) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(
-            f"{field}: expected a non-empty str or None, got {value!r}", field=field
+            f"{field}: expected a non-empty str or None, got {_shown(value)}", field=field
         )
-    return value
+    return _unicode(value, field)
+
+
+def _unicode(text: str, field: str) -> str:
+    # A surrogate code point, lone or half of a pair split in two, has no UTF-8: the body
+    # could not be sent.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"{field}: must be valid Unicode text, got a surrogate code point "
+                f"(U+{ord(text[exc.start]):04X}) at index {exc.start}",
+                field=field,
+            ) from None
+    return text
 
 
 def _amount(value: object, field: str) -> Decimal:
@@ -75,7 +98,8 @@ def make_webhook(
     Amounts take a ``Decimal``, an ``int`` or a numeric ``str`` (``float`` is converted through
     its repr, as everywhere in the SDK).
 
-    :raises ValidationError: an argument has the wrong type or value; ``error.field`` names it.
+    :raises ValidationError: an argument has the wrong type or value (a text argument with a
+        surrogate code point, which UTF-8 cannot encode, too); ``error.field`` names it.
     """
     if not isinstance(secret, str) or not secret:
         # The value is never echoed: it may be the real secret in the wrong type.

@@ -64,6 +64,12 @@ const VECTORS = [
   ],
   ["overflow", String.raw`{"a":1e400,"b":-1e400,"c":1e-400,"d":[1e309,-1e-400],"e":123e456789}`],
   [
+    // Exponents whose digits written out would take megabytes to gigabytes, and some past
+    // what a Decimal holds: JavaScript reads Infinity (written null) or 0.
+    "huge_exponents",
+    String.raw`{"data":{"amountInFiat":1e99999999,"amountInCrypto":-1e-99999999},"a":1E+999999999999,"b":123456789e-999999999,"c":[1e9999999999999999999999,-1e9999999999999999999999,-0.0e-99999999999999999999,0e99999999],"d":1.5e-99999999999999999999999,"e":0.1e1000000000000000000001,"f":-123456789e+999999999}`,
+  ],
+  [
     "number_syntax",
     String.raw`{"a":1E5,"b":1e+5,"c":-1.50e-3,"d":0e0,"e":1.0e21,"f":0.5e1,"g":12.5E-1,"h":1e0}`,
   ],
