@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from . import _poll_defaults as poll_defaults
 from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
-from ._poll_defaults import check_id
+from ._poll_defaults import DOT_SEGMENTS, check_id
 from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from ._version import __version__
 from .errors import (
@@ -365,9 +365,11 @@ class AsyncSession(AsyncResource):
     def _session_from(self, response: Response) -> PaymentSession:
         data = self._json_object(response)
         session_id = data.get("id") or data.get("sessionId")
-        if not isinstance(session_id, str) or not session_id:
+        if not isinstance(session_id, str) or not session_id or session_id in DOT_SEGMENTS:
+            # "." or "..": its checkout URL, /embed/.., would be another page
             raise APIStatusError(
-                "InstaXchange answered without a session id ('id' or 'sessionId')",
+                "InstaXchange answered without a session id ('id' or 'sessionId') that can "
+                "name its checkout page",
                 status=response.status,
                 body=response.content,
                 headers=response.headers,
@@ -380,12 +382,12 @@ class AsyncSession(AsyncResource):
         )
 
     def iframe_url(self, session_id: str) -> str:
-        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``."""
-        if not isinstance(session_id, str) or not session_id:
-            raise ValidationError(
-                f"session_id: expected a non-empty string, got {session_id!r}", field="session_id"
-            )
-        return self._embed_url(session_id)
+        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``.
+
+        The id is percent-encoded; an empty or blank id, ``"."`` and ``".."`` raise
+        :class:`~instax_async.ValidationError`.
+        """
+        return self._embed_url(check_id(session_id, "session_id"))
 
     def _embed_url(self, session_id: str) -> str:
         if not _PATH_SAFE(session_id):

@@ -399,6 +399,12 @@ async def test_bad_arguments_to_methods() -> None:
             await client.create_session({"fromAmount": 1})  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="session_id"):
             client.iframe_url("")
+        for dots in (".", ".."):
+            with pytest.raises(ValidationError, match="another endpoint") as info:
+                client.iframe_url(dots)
+            assert info.value.field == "session_id"
+        assert client.iframe_url("...") == "http://api.test/embed/..."
+        assert client.iframe_url("../x") == "http://api.test/embed/..%2Fx"
 
 
 async def test_owned_transport_is_closed_and_passed_one_is_not() -> None:

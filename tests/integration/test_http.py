@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from aiohttp import web
 from instax_async import (
     AiohttpTransport,
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AsyncSession,
     BadRequestError,
@@ -22,6 +24,7 @@ from instax_async import (
     ServerError,
     SessionRequest,
     Transport,
+    ValidationError,
 )
 from instax_async.sandbox import create_app
 from instax_async.transports.httpx import HttpxTransport
@@ -297,3 +300,67 @@ async def test_proxy_and_ssl_options_are_passed(start_server: StartServer) -> No
     await transport.aclose()
     assert seen == ["http://api.invalid/api/session"]
     assert json.dumps(seen)
+
+
+def path_recording_app(seen: list[tuple[str, str, str | None]]) -> web.Application:
+    """Records every request's method, raw path and api key, whatever the path; answers a
+    session status, a blockchain status, or 404."""
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((request.method, request.raw_path, request.headers.get("x-api-key")))
+        if request.path.startswith("/api/session/") and request.path.endswith("/status"):
+            return web.json_response({"sessionStatus": "completed"})
+        if request.path == "/utils/blockchain-status":
+            return web.json_response({"txId": request.query["txId"], "hash": "0x1"})
+        return web.json_response({"message": "no such endpoint"}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def test_dot_ids_are_refused_and_others_stay_on_their_endpoint(
+    start_server: StartServer, make_client: Any
+) -> None:
+    seen: list[tuple[str, str, str | None]] = []
+    client = make_client(await start_server(path_recording_app(seen)), api_key="sk_live_paths")
+    for dots in (".", ".."):
+        for call in (
+            client.session_status,
+            client.wait_for_session,
+            client.blockchain_status,
+            client.wait_for_blockchain_hash,
+        ):
+            with pytest.raises(ValidationError, match="another endpoint"):
+                await call(dots)
+        with pytest.raises(ValidationError, match="another endpoint"):
+            client.poll_session_status(dots)
+        with pytest.raises(ValidationError, match="another endpoint"):
+            client.poll_blockchain_status(dots)
+    assert seen == []  # nothing was sent
+    # ids that only look like dot segments, or hold one, travel as one segment (or one query
+    # value) that decodes to the id; yarl may spell the encoding differently, to that effect
+    for session_id in ("...", "../..", "a/../..", "%2e%2e", ".%2E", "..\\..", "?x=..#", "/"):
+        await client.session_status(session_id)
+        await client.blockchain_status(session_id)
+        (method, status_path, key), (_, blockchain_path, _) = seen[-2:]
+        segments = status_path.split("/")
+        assert method == "GET" and key == "sk_live_paths"
+        assert segments[:3] == ["", "api", "session"] and segments[4:] == ["status"]
+        assert unquote(segments[3]) == session_id
+        query = urlsplit(blockchain_path)
+        assert query.path == "/utils/blockchain-status"
+        assert parse_qs(query.query) == {"txId": [session_id]}
+
+
+async def test_a_server_answering_a_dot_session_id_is_an_api_error(
+    start_server: StartServer, make_client: Any
+) -> None:
+    async def create(request: web.Request) -> web.Response:
+        return web.json_response({"id": ".."}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/session", create)
+    client = make_client(await start_server(app))
+    with pytest.raises(APIStatusError, match="session id"):
+        await client.create_session(SENDING)
