@@ -36,7 +36,14 @@ from .errors import (
 from .models import PaymentSession
 from .payloads import SessionRequest
 from .serialization import get_converter, loads
-from .transports.base import Request, Response, Transport, scrub_exception, secret_values
+from .transports.base import (
+    Request,
+    Response,
+    Transport,
+    scrub_exception,
+    secret_values,
+    unsendable_request_error,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -121,16 +128,25 @@ def _check_base_url(base_url: object) -> str:
     return base_url.rstrip("/")
 
 
+# What an api key may hold: visible ASCII, as an HTTP header value can carry it unchanged.
+_API_KEY = re.compile(r"[!-~]+").fullmatch
+
+
 def _check_api_key(api_key: object) -> str | None:
     if api_key is None:
         return None
     if not isinstance(api_key, str) or not api_key.strip():
         raise ValidationError("api_key: expected a non-empty string", field="api_key")
-    if any(c in api_key for c in "\r\n\0"):
+    key = api_key.strip()
+    if not _API_KEY(key):
+        # the position only: the key itself, or a part of it, is never shown
+        position = next(i for i, char in enumerate(key, 1) if not "!" <= char <= "~")
         raise ValidationError(
-            "api_key: must not contain line breaks or NUL characters", field="api_key"
+            "api_key: expected visible ASCII characters only ('!' to '~', no spaces, control "
+            f"or non-ASCII characters); character {position} of the key is not one",
+            field="api_key",
         )
-    return api_key.strip()
+    return key
 
 
 def _error_message(status: int, data: Any) -> str:
@@ -148,7 +164,9 @@ class AsyncSession(AsyncResource):
     """An async client for the InstaXchange API.
 
     :param api_key: sent as ``x-api-key`` (needed by the session-status endpoint); defaults to
-        the ``INSTAX_API_KEY`` environment variable. Never shown in reprs, logs or errors.
+        the ``INSTAX_API_KEY`` environment variable. Visible ASCII only (``!`` to ``~``;
+        surrounding blanks are dropped), else :class:`~instax_async.ValidationError`. Never
+        shown in reprs, logs or errors.
     :param base_url: defaults to ``INSTAX_BASE_URL``, else ``https://instaxchange.com``.
     :param transport: how requests travel; :class:`~instax_async.AiohttpTransport` by default.
         A transport passed in is not closed by :meth:`aclose` (close it yourself); the default
@@ -807,7 +825,7 @@ class AsyncSession(AsyncResource):
                 if span is not None or logger.isEnabledFor(logging.DEBUG)
                 else None
             )
-            outcome: Response | APIConnectionError
+            outcome: Response | APIConnectionError | ValidationError
             try:
                 if hooks["request"]:
                     pending = _run_hooks(hooks["request"], request)
@@ -847,6 +865,8 @@ class AsyncSession(AsyncResource):
                     return outcome
             policy = self._retry
             max_retries = policy.max_retries if retry else 0
+            if isinstance(outcome, ValidationError):  # never sent: the same would fail again
+                _raise_clean(outcome)
             if isinstance(outcome, APIConnectionError):
                 if not (idempotent or outcome.connect_failed) or retries >= max_retries:
                     _raise_clean(outcome)
@@ -903,12 +923,15 @@ class _Shared:
         return self._semaphore
 
 
-def _transport_error(request: Request, exc: Exception) -> APIConnectionError:
+def _transport_error(request: Request, exc: Exception) -> APIConnectionError | ValidationError:
     """The SDK's error for an exception a transport raised, chained to a scrubbed copy of it
-    (the original may hold the request headers)."""
+    (the original may hold the request headers). A ``ValueError`` or ``TypeError`` is taken for
+    a request that could not be built (nothing was sent): it is not retried."""
     cause = scrub_exception(exc, secret_values(request.headers))
-    error: APIConnectionError
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    error: APIConnectionError | ValidationError
+    if isinstance(exc, (ValueError, TypeError)):
+        error = unsendable_request_error(request, cause)
+    elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         error = APITimeoutError(
             f"{request.method} {request.url} timed out after {request.timeout:g} s"
         )
@@ -997,7 +1020,7 @@ def _hook_error(hook: EventHook, exc: Exception) -> InstaxError:
     return InstaxError(f"event hook {name} raised {type(exc).__name__}: {exc}")
 
 
-def _raise_clean(error: APIConnectionError) -> NoReturn:
+def _raise_clean(error: InstaxError) -> NoReturn:
     """Raise a transport's error without a context that ``raise … from cause`` hid.
 
     Such a context is never shown, but error reporters walk it; on Python 3.10 it can be an

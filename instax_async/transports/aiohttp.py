@@ -48,6 +48,7 @@ from .base import (
     check_max_response_bytes,
     scrub_exception,
     secret_values,
+    unsendable_request_error,
 )
 
 __all__ = ["AiohttpTransport"]
@@ -308,6 +309,11 @@ class AiohttpTransport:
                 f"{request.method} {request.url} timed out after {request.timeout:g} s"
             )
             cause = self._scrub(exc, request)
+        except (ValueError, TypeError) as exc:
+            # raised while aiohttp puts the request together (a header value it refuses, a URL
+            # it cannot parse: InvalidURL is a ValueError too), before anything was sent
+            cause = self._scrub(exc, request)
+            error = unsendable_request_error(request, cause)
         except aiohttp.ClientError as exc:
             cause = self._scrub(exc, request)
             error = APIConnectionError(

@@ -364,3 +364,58 @@ async def test_a_server_answering_a_dot_session_id_is_an_api_error(
     client = make_client(await start_server(app))
     with pytest.raises(APIStatusError, match="session id"):
         await client.create_session(SENDING)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["tenant\x7f", "tenant\nX-Evil: 1", "tenant\x00", "t\u00e9nant", 7, None],
+    ids=["DEL", "LF", "NUL", "non-ASCII", "int", "None"],
+)
+async def test_a_request_that_cannot_be_built_is_never_retried(
+    start_server: StartServer, make_client: Any, value: object
+) -> None:
+    seen: list[tuple[str, str, str | None]] = []
+    hook_calls = 0
+
+    def bad_header(request: Any) -> None:
+        nonlocal hook_calls
+        hook_calls += 1
+        request.headers["x-tenant"] = value
+
+    client = make_client(
+        await start_server(path_recording_app(seen)),
+        api_key="sk_live_never_shown",
+        event_hooks={"request": [bad_header]},
+    )
+    try:
+        await client.blockchain_status("wd_1")
+    except ValidationError as exc:
+        assert exc.field == "request"
+        assert "could not be built, so nothing was sent" in str(exc)
+        assert seen == []  # nothing reached the server
+        chain = [exc, exc.__cause__, exc.__context__]
+        assert not any("sk_live_never_shown" in repr(e) for e in chain)
+    except BadRequestError:  # h11 sends DEL as it is; the server refuses the request
+        assert value == "tenant\x7f"
+    else:  # aiohttp sends a non-ASCII value as UTF-8
+        assert value == "t\u00e9nant" and len(seen) == 1
+    assert hook_calls == 1  # one attempt: never retried
+
+
+async def test_a_secret_header_a_library_refuses_is_not_shown_escaped(
+    start_server: StartServer, make_client: Any
+) -> None:
+    def tenant_key(request: Any) -> None:
+        request.headers["x-api-key"] = "sk_live_tenant\n"
+
+    seen: list[tuple[str, str, str | None]] = []
+    client = make_client(
+        await start_server(path_recording_app(seen)), event_hooks={"request": [tenant_key]}
+    )
+    with pytest.raises(ValidationError) as info:
+        await client.blockchain_status("wd_1")
+    error: BaseException | None = info.value
+    while error is not None:
+        assert "sk_live_tenant" not in f"{error} {error!r} {error.args!r}"
+        error = error.__cause__
+    assert seen == []
