@@ -176,6 +176,9 @@ class AsyncSession(AsyncResource):
     :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
     :param max_concurrency: the most requests this client has in flight at once (``None``: no
         bound beyond the transport's connection pool).
+    :param event_hooks: ``{"request": [...], "response": [...]}``, called on every attempt
+        (see :attr:`event_hooks`). Each attempt's request has a ``dict`` of headers of its own:
+        a request hook changes that attempt's headers in place, and no other request's.
 
     Building one needs no running event loop. Use it as an async context manager::
 
@@ -812,12 +815,15 @@ class AsyncSession(AsyncResource):
         while True:
             if self._closed or self._shared.closed:
                 self._ensure_open()
-            request = Request(method, url, headers, content, seconds)
+            # Each attempt's request has headers of its own: a hook may change them (httpx's
+            # idiom for a per-tenant key) for this attempt only, never for the next or a copy.
             tel = self._telemetry
             span = None
             if tel is not None and not tel.idle():
                 span = tel.start_attempt(method, url, retries)
                 request = Request(method, url, tel.inject(span, headers), content, seconds)
+            else:
+                request = Request(method, url, dict(headers), content, seconds)
             hooks = self._event_hooks
             # the DEBUG record's clock runs only when something reads it
             started = (

@@ -128,7 +128,8 @@ class Request(_Value):
 
     ``timeout`` is the number of seconds this one attempt may take, connection included. The
     ``repr`` shows ``<redacted>`` for the values of secret headers (:data:`SECRET_HEADERS`).
-    Immutable: build a new one to change a field.
+    Immutable: build a new one to change a field. The client gives each attempt a ``dict`` of
+    headers of its own, which a request hook may change in place for that attempt only.
     """
 
     _fields: ClassVar[tuple[str, ...]] = ("method", "url", "headers", "content", "timeout")
