@@ -419,3 +419,51 @@ async def test_a_secret_header_a_library_refuses_is_not_shown_escaped(
         assert "sk_live_tenant" not in f"{error} {error!r} {error.args!r}"
         error = error.__cause__
     assert seen == []
+
+
+async def test_10000_poll_attempts_with_distinct_timeouts_leave_the_transport_bounded() -> None:
+    from benchmarks.transport_state import CHECKPOINT, poll_attempts, transport_state
+
+    transport = AiohttpTransport()
+    fresh = transport_state(transport)
+    result = await poll_attempts(10_000, transport)
+    assert result["distinct_timeouts"] == 10_000
+    first, last = result["state"][str(CHECKPOINT)], result["state"]["10000"]
+    assert last == first  # nothing kept per attempt: the same after 100 attempts and 10,000
+    assert last["entries"] <= fresh[0] + 2 and last["bytes"] < 4096
+
+
+async def test_the_origins_a_transport_remembers_are_bounded(
+    monkeypatch: pytest.MonkeyPatch, start_server: StartServer
+) -> None:
+    from instax_async.transports.aiohttp import MAX_ROUTES
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    app, _ = recording_app()
+    base_url = await start_server(app)
+    transport = AiohttpTransport()
+    async with AsyncSession(base_url=base_url, transport=transport) as client:
+        await client.create_session(SENDING)  # opens the session: it reads the environment
+        for number in range(3 * MAX_ROUTES):
+            route = transport._route(f"https://api{number}.test/api/session")
+            assert route["proxy"].port == 9
+        routes = transport._routes
+        assert routes is not None and len(routes) == MAX_ROUTES
+        assert "https://api0.test" not in routes  # the oldest forgotten first
+    await transport.aclose()
+
+
+async def test_without_proxy_or_netrc_in_the_environment_nothing_is_looked_up_per_origin(
+    monkeypatch: pytest.MonkeyPatch, start_server: StartServer, tmp_path: Any
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    app, state = recording_app()
+    transport = AiohttpTransport()
+    async with AsyncSession(base_url=await start_server(app), transport=transport) as client:
+        await client.create_session(SENDING)
+        assert transport._routes is None and transport._route("https://x.test/a") == {}
+    await transport.aclose()
+    assert state["calls"] == 1
