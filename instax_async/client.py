@@ -791,7 +791,7 @@ class AsyncSession(AsyncResource):
             error_type = type(outcome).__qualname__
         tel = self._telemetry
         if tel is not None and span is not None:
-            tel.end_attempt(span, request.method, seconds, status, error_type, outcome)
+            tel.end_attempt(span, request.method, seconds, status, error_type, outcome, request_id)
         if logger.isEnabledFor(logging.DEBUG):
             _log_attempt(request, resend_count + 1, seconds * 1000.0, status, request_id, outcome)
 
