@@ -451,6 +451,8 @@ async def test_the_origins_a_transport_remembers_are_bounded(
         routes = transport._routes
         assert routes is not None and len(routes) == MAX_ROUTES
         assert "https://api0.test" not in routes  # the oldest forgotten first
+        last = f"https://api{3 * MAX_ROUTES - 1}.test"
+        assert transport._route(f"{last}/utils/blockchain-status?txId=1") is routes[last]
     await transport.aclose()
 
 
