@@ -18,11 +18,26 @@ BACKOFF = 1.5
 TIMEOUT = 600.0
 
 
+#: The path segments a URL parser resolves (``/a/../b`` is ``/b``): never an id.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
 def check_id(value: object, field: str) -> str:
-    """``value`` as a non-empty id string, or :class:`~instax_async.ValidationError`."""
+    """``value`` as an id string for a URL, or :class:`~instax_async.ValidationError`.
+
+    An id is any non-blank string (it is percent-encoded where it goes) except ``"."`` and
+    ``".."``: HTTP libraries and browsers resolve those as path segments, so that
+    ``/api/session/../status`` would become ``/api/status``, another endpoint.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(
             f"{field}: expected a non-empty string such as 'wd_…' or 'ps_…', got {value!r}",
+            field=field,
+        )
+    if value in DOT_SEGMENTS:
+        raise ValidationError(
+            f"{field}: {value!r} is not an id: in a URL path it would name another endpoint "
+            "(expected an id such as 'wd_…' or 'ps_…')",
             field=field,
         )
     return value

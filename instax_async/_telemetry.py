@@ -15,6 +15,14 @@ What is recorded (names and attributes are part of the SDK's contract):
 - a SERVER span per webhook delivery (``instax.webhook.receive``);
 - the metrics ``instax.client.requests``, ``instax.client.request.duration``,
   ``instax.poller.watches`` and ``instax.webhooks.received``.
+
+**No body text in telemetry.** An error's message may quote what the server answered (an
+:class:`~instax_async.APIStatusError` shows the first 200 bytes of the body, and a server that
+echoes the request would put a customer's e-mail there), so it is never recorded: a span's
+``exception`` event carries the error's type, and for an API error its status and request id
+(:func:`error_event`); the span's status has no description. OpenTelemetry's own recording of
+exceptions (``record_exception``, and ``start_as_current_span``'s on an escaping exception) is
+never used, since it stores ``str(error)`` and the traceback text with every chained message.
 """
 
 from __future__ import annotations
@@ -22,16 +30,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import traceback
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._version import __version__
+from .errors import APIStatusError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ["Telemetry", "telemetry"]
+__all__ = ["Telemetry", "error_event", "telemetry"]
 
 _SCOPE = "instax_async"
 
@@ -112,22 +122,45 @@ class Telemetry:
 
     @contextlib.contextmanager
     def call(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
-        """A span around one public call, current while the call runs."""
-        with self.tracer.start_as_current_span(name, attributes=_clean(attributes)) as span:
-            yield span
+        """A span around one public call, current while the call runs; an exception that
+        escapes it is recorded by :meth:`end_with_error`."""
+        with self.tracer.start_as_current_span(
+            name,
+            attributes=_clean(attributes),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield span
+            except Exception as exc:
+                self.end_with_error(span, exc)
+                raise
 
     def start_call(self, name: str, attributes: Mapping[str, Any]) -> Span:
         """A call span that the caller ends (for polls, which outlive one ``with`` block)."""
         return self.tracer.start_span(name, attributes=_clean(attributes))
 
     def use(self, span: Span) -> contextlib.AbstractContextManager[Span]:
-        """Make ``span`` current without ending it."""
-        return self._trace.use_span(span, end_on_exit=False)
+        """Make ``span`` current without ending it, recording nothing of an exception that
+        passes (a poll's failed attempt is its CLIENT span's to record; the poll's own end is
+        recorded by :meth:`end_with_error`)."""
+        return self._trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
 
     def end_with_error(self, span: Span, error: BaseException) -> None:
-        """Record ``error`` on ``span`` and mark it failed (the caller ends it)."""
-        span.record_exception(error)
+        """Record ``error`` on ``span`` (:func:`error_event`) and mark it failed (the caller
+        ends it). An API error's status and request id become span attributes too."""
+        self.record_error(span, error)
+        if isinstance(error, APIStatusError):
+            span.set_attribute("http.response.status_code", error.status)
+            if error.request_id:
+                span.set_attribute("instax.request.id", error.request_id)
         self.fail(span, type(error).__qualname__)
+
+    def record_error(self, span: Span, error: BaseException) -> None:
+        """Add ``error``'s ``exception`` event to ``span``: never its message."""
+        span.add_event("exception", error_event(error))
 
     def fail(self, span: Span, error_type: str) -> None:
         """Mark ``span`` failed, with the ``error.type`` attribute."""
@@ -155,16 +188,19 @@ class Telemetry:
         status: int | None,
         error_type: str | None,
         outcome: object,
+        request_id: str | None = None,
     ) -> None:
         """Finish an attempt: its span's status and attributes, and the client metrics."""
         attributes: dict[str, Any] = {"http.request.method": method}
         if status is not None:
             attributes["http.response.status_code"] = status
             span.set_attribute("http.response.status_code", status)
+        if request_id is not None:
+            span.set_attribute("instax.request.id", request_id)
         if error_type is not None:
             attributes["error.type"] = error_type
             if isinstance(outcome, BaseException):
-                span.record_exception(outcome)
+                self.record_error(span, outcome)
             self.fail(span, error_type)
         span.end()
         self.requests.add(1, attributes)
@@ -176,9 +212,42 @@ class Telemetry:
         self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
         return carrier
 
-    def server_span(self, name: str) -> contextlib.AbstractContextManager[Span]:
-        """A SERVER span, current while the delivery is handled."""
-        return self.tracer.start_as_current_span(name, kind=self._kind_server)
+    @contextlib.contextmanager
+    def server_span(self, name: str) -> Iterator[Span]:
+        """A SERVER span, current while the delivery is handled; an exception that escapes
+        it is recorded by :meth:`end_with_error`."""
+        with self.tracer.start_as_current_span(
+            name, kind=self._kind_server, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                yield span
+            except Exception as exc:
+                self.end_with_error(span, exc)
+                raise
+
+
+def error_event(error: BaseException) -> dict[str, str]:
+    """The attributes of the ``exception`` event the SDK records for ``error``.
+
+    ``exception.type`` (the qualified class name) and ``exception.stacktrace`` (the frames the
+    error passed through: file, line and code, without any exception's message); for an
+    :class:`~instax_async.APIStatusError`, ``exception.message`` is ``"HTTP <status>"`` and its
+    request id. No message text is taken from the error: it may quote a response body.
+    """
+    cls = type(error)
+    module = cls.__module__
+    attributes = {
+        "exception.type": cls.__qualname__
+        if module == "builtins"
+        else f"{module}.{cls.__qualname__}",
+        "exception.stacktrace": "".join(traceback.format_tb(error.__traceback__)),
+    }
+    if isinstance(error, APIStatusError):
+        message = f"HTTP {error.status}"
+        if error.request_id:
+            message += f"; request id {error.request_id}"
+        attributes["exception.message"] = message
+    return attributes
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:

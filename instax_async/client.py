@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from . import _poll_defaults as poll_defaults
 from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
-from ._poll_defaults import check_id
+from ._poll_defaults import DOT_SEGMENTS, check_id
 from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from ._version import __version__
 from .errors import (
@@ -36,7 +36,14 @@ from .errors import (
 from .models import PaymentSession
 from .payloads import SessionRequest
 from .serialization import get_converter, loads
-from .transports.base import Request, Response, Transport, scrub_exception, secret_values
+from .transports.base import (
+    Request,
+    Response,
+    Transport,
+    scrub_exception,
+    secret_values,
+    unsendable_request_error,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -121,16 +128,25 @@ def _check_base_url(base_url: object) -> str:
     return base_url.rstrip("/")
 
 
+# What an api key may hold: visible ASCII, as an HTTP header value can carry it unchanged.
+_API_KEY = re.compile(r"[!-~]+").fullmatch
+
+
 def _check_api_key(api_key: object) -> str | None:
     if api_key is None:
         return None
     if not isinstance(api_key, str) or not api_key.strip():
         raise ValidationError("api_key: expected a non-empty string", field="api_key")
-    if any(c in api_key for c in "\r\n\0"):
+    key = api_key.strip()
+    if not _API_KEY(key):
+        # the position only: the key itself, or a part of it, is never shown
+        position = next(i for i, char in enumerate(key, 1) if not "!" <= char <= "~")
         raise ValidationError(
-            "api_key: must not contain line breaks or NUL characters", field="api_key"
+            "api_key: expected visible ASCII characters only ('!' to '~', no spaces, control "
+            f"or non-ASCII characters); character {position} of the key is not one",
+            field="api_key",
         )
-    return api_key.strip()
+    return key
 
 
 def _error_message(status: int, data: Any) -> str:
@@ -148,7 +164,9 @@ class AsyncSession(AsyncResource):
     """An async client for the InstaXchange API.
 
     :param api_key: sent as ``x-api-key`` (needed by the session-status endpoint); defaults to
-        the ``INSTAX_API_KEY`` environment variable. Never shown in reprs, logs or errors.
+        the ``INSTAX_API_KEY`` environment variable. Visible ASCII only (``!`` to ``~``;
+        surrounding blanks are dropped), else :class:`~instax_async.ValidationError`. Never
+        shown in reprs, logs or errors.
     :param base_url: defaults to ``INSTAX_BASE_URL``, else ``https://instaxchange.com``.
     :param transport: how requests travel; :class:`~instax_async.AiohttpTransport` by default.
         A transport passed in is not closed by :meth:`aclose` (close it yourself); the default
@@ -158,6 +176,9 @@ class AsyncSession(AsyncResource):
     :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
     :param max_concurrency: the most requests this client has in flight at once (``None``: no
         bound beyond the transport's connection pool).
+    :param event_hooks: ``{"request": [...], "response": [...]}``, called on every attempt
+        (see :attr:`event_hooks`). Each attempt's request has a ``dict`` of headers of its own:
+        a request hook changes that attempt's headers in place, and no other request's.
 
     Building one needs no running event loop. Use it as an async context manager::
 
@@ -365,9 +386,11 @@ class AsyncSession(AsyncResource):
     def _session_from(self, response: Response) -> PaymentSession:
         data = self._json_object(response)
         session_id = data.get("id") or data.get("sessionId")
-        if not isinstance(session_id, str) or not session_id:
+        if not isinstance(session_id, str) or not session_id or session_id in DOT_SEGMENTS:
+            # "." or "..": its checkout URL, /embed/.., would be another page
             raise APIStatusError(
-                "InstaXchange answered without a session id ('id' or 'sessionId')",
+                "InstaXchange answered without a session id ('id' or 'sessionId') that can "
+                "name its checkout page",
                 status=response.status,
                 body=response.content,
                 headers=response.headers,
@@ -380,12 +403,12 @@ class AsyncSession(AsyncResource):
         )
 
     def iframe_url(self, session_id: str) -> str:
-        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``."""
-        if not isinstance(session_id, str) or not session_id:
-            raise ValidationError(
-                f"session_id: expected a non-empty string, got {session_id!r}", field="session_id"
-            )
-        return self._embed_url(session_id)
+        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``.
+
+        The id is percent-encoded; an empty or blank id, ``"."`` and ``".."`` raise
+        :class:`~instax_async.ValidationError`.
+        """
+        return self._embed_url(check_id(session_id, "session_id"))
 
     def _embed_url(self, session_id: str) -> str:
         if not _PATH_SAFE(session_id):
@@ -768,7 +791,7 @@ class AsyncSession(AsyncResource):
             error_type = type(outcome).__qualname__
         tel = self._telemetry
         if tel is not None and span is not None:
-            tel.end_attempt(span, request.method, seconds, status, error_type, outcome)
+            tel.end_attempt(span, request.method, seconds, status, error_type, outcome, request_id)
         if logger.isEnabledFor(logging.DEBUG):
             _log_attempt(request, resend_count + 1, seconds * 1000.0, status, request_id, outcome)
 
@@ -792,12 +815,15 @@ class AsyncSession(AsyncResource):
         while True:
             if self._closed or self._shared.closed:
                 self._ensure_open()
-            request = Request(method, url, headers, content, seconds)
+            # Each attempt's request has headers of its own: a hook may change them (httpx's
+            # idiom for a per-tenant key) for this attempt only, never for the next or a copy.
             tel = self._telemetry
             span = None
             if tel is not None and not tel.idle():
                 span = tel.start_attempt(method, url, retries)
                 request = Request(method, url, tel.inject(span, headers), content, seconds)
+            else:
+                request = Request(method, url, dict(headers), content, seconds)
             hooks = self._event_hooks
             # the DEBUG record's clock runs only when something reads it
             started = (
@@ -805,7 +831,7 @@ class AsyncSession(AsyncResource):
                 if span is not None or logger.isEnabledFor(logging.DEBUG)
                 else None
             )
-            outcome: Response | APIConnectionError
+            outcome: Response | APIConnectionError | ValidationError
             try:
                 if hooks["request"]:
                     pending = _run_hooks(hooks["request"], request)
@@ -845,6 +871,8 @@ class AsyncSession(AsyncResource):
                     return outcome
             policy = self._retry
             max_retries = policy.max_retries if retry else 0
+            if isinstance(outcome, ValidationError):  # never sent: the same would fail again
+                _raise_clean(outcome)
             if isinstance(outcome, APIConnectionError):
                 if not (idempotent or outcome.connect_failed) or retries >= max_retries:
                     _raise_clean(outcome)
@@ -901,12 +929,15 @@ class _Shared:
         return self._semaphore
 
 
-def _transport_error(request: Request, exc: Exception) -> APIConnectionError:
+def _transport_error(request: Request, exc: Exception) -> APIConnectionError | ValidationError:
     """The SDK's error for an exception a transport raised, chained to a scrubbed copy of it
-    (the original may hold the request headers)."""
+    (the original may hold the request headers). A ``ValueError`` or ``TypeError`` is taken for
+    a request that could not be built (nothing was sent): it is not retried."""
     cause = scrub_exception(exc, secret_values(request.headers))
-    error: APIConnectionError
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    error: APIConnectionError | ValidationError
+    if isinstance(exc, (ValueError, TypeError)):
+        error = unsendable_request_error(request, cause)
+    elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         error = APITimeoutError(
             f"{request.method} {request.url} timed out after {request.timeout:g} s"
         )
@@ -995,7 +1026,7 @@ def _hook_error(hook: EventHook, exc: Exception) -> InstaxError:
     return InstaxError(f"event hook {name} raised {type(exc).__name__}: {exc}")
 
 
-def _raise_clean(error: APIConnectionError) -> NoReturn:
+def _raise_clean(error: InstaxError) -> NoReturn:
     """Raise a transport's error without a context that ``raise … from cause`` hid.
 
     Such a context is never shown, but error reporters walk it; on Python 3.10 it can be an

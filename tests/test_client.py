@@ -375,6 +375,42 @@ def test_bad_configuration_is_rejected(kwargs: dict[str, Any], field: str) -> No
     assert "a\nb" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk_live_abc\x7f",  # DEL
+        "sk_live_abc\x1b[2J",
+        "sk_live_\x85abc",  # C1
+        "sk_live abc",
+        "sk_live_abc\tdef",
+        "sk_live_\u00e9abc",
+        "sk_live_\u2028abc",
+        "sk_live_\ud800abc",  # a lone surrogate
+        "sk_live_abc\r\nX-Evil: 1",
+        "sk_live_abc\x00",
+    ],
+)
+def test_an_api_key_of_anything_but_visible_ascii_is_refused_unshown(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    makers: list[Any] = [lambda: AsyncSession(api_key=key)]
+    if "\x00" not in key and "\ud800" not in key:  # what an environment can hold
+        monkeypatch.setenv("INSTAX_API_KEY", key)
+        makers.append(AsyncSession)
+    for make in makers:
+        with pytest.raises(ValidationError, match="visible ASCII") as info:
+            make()
+        assert info.value.field == "api_key"
+        assert "sk_live" not in str(info.value) and "abc" not in str(info.value)
+        assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_an_api_key_of_visible_ascii_is_kept_without_surrounding_blanks() -> None:
+    printable = "".join(chr(code) for code in range(0x21, 0x7F))
+    client = AsyncSession(api_key=f"  {printable}\n")
+    assert client._api_key == printable
+
+
 def test_plain_with_raises_type_error() -> None:
     with pytest.raises(TypeError, match="async with"), AsyncSession():
         pass  # pragma: no cover
@@ -399,6 +435,12 @@ async def test_bad_arguments_to_methods() -> None:
             await client.create_session({"fromAmount": 1})  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="session_id"):
             client.iframe_url("")
+        for dots in (".", ".."):
+            with pytest.raises(ValidationError, match="another endpoint") as info:
+                client.iframe_url(dots)
+            assert info.value.field == "session_id"
+        assert client.iframe_url("...") == "http://api.test/embed/..."
+        assert client.iframe_url("../x") == "http://api.test/embed/..%2Fx"
 
 
 async def test_owned_transport_is_closed_and_passed_one_is_not() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import subprocess
@@ -333,6 +334,95 @@ def test_bad_event_hooks_name_the_field(hooks: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message) as info:
         mock_client(event_hooks=hooks)
     assert info.value.field == "event_hooks"
+
+
+TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
+
+
+def tenant_key(request: Request) -> None:
+    """A request hook in httpx's idiom: the current tenant's api key, set on the request."""
+    key = TENANT.get()
+    if key is not None:
+        request.headers["x-api-key"] = key  # type: ignore[index]
+        request.headers["x-tenant"] = "acme"  # type: ignore[index]
+
+
+def tenant_api(seen: list[tuple[str | None, str | None]]) -> web.Application:
+    """Records each request's key and tenant; answers 503 to the first one, then a status."""
+
+    async def blockchain(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("x-api-key"), request.headers.get("x-tenant")))
+        if len(seen) == 1:
+            return web.json_response({"message": "busy"}, status=503)
+        return web.json_response({"txId": request.query["txId"], "hash": "0xabc"})
+
+    app = web.Application()
+    app.router.add_get("/utils/blockchain-status", blockchain)
+    return app
+
+
+async def headers_seen_per_call(
+    start_server: StartServer, *, traced: bool
+) -> list[tuple[str | None, str | None]]:
+    """The key and tenant the server saw: a tenant's retried call, a plain call, and two calls
+    through a copy without hooks (one of them in the tenant's context)."""
+    seen: list[tuple[str | None, str | None]] = []
+    url = await start_server(tenant_api(seen))
+    hooks = {"request": [tenant_key]}
+    client = AsyncSession(base_url=url, api_key=API_KEY, retry=FAST, event_hooks=hooks)
+    if not traced:  # the path without OpenTelemetry, whatever an earlier test configured
+        client._telemetry = None
+    async with client:
+        token = TENANT.set("sk_live_tenant_acme")
+        try:
+            await client.blockchain_status("wd_1")  # 503, then retried: both the tenant's
+        finally:
+            TENANT.reset(token)
+        await client.blockchain_status("wd_1")
+        copy = client.with_options(event_hooks={})
+        await copy.blockchain_status("wd_1")
+        token = TENANT.set("sk_live_tenant_acme")
+        try:
+            await copy.blockchain_status("wd_1")
+        finally:
+            TENANT.reset(token)
+    return seen
+
+
+HEADERS_PER_CALL = [
+    ("sk_live_tenant_acme", "acme"),
+    ("sk_live_tenant_acme", "acme"),
+    (API_KEY, None),
+    (API_KEY, None),
+    (API_KEY, None),
+]
+
+
+async def test_a_hooks_header_change_reaches_its_own_attempt_only(
+    start_server: StartServer,
+) -> None:
+    # with tracing: tests/integration/test_tracing.py
+    assert await headers_seen_per_call(start_server, traced=False) == HEADERS_PER_CALL
+
+
+async def test_every_attempt_gets_headers_of_its_own() -> None:
+    seen: list[Request] = []
+
+    def keep(request: Request) -> Response:
+        seen.append(request)
+        return created(request)
+
+    def add_one(request: Request) -> None:
+        request.headers["x-seen"] = "1"  # type: ignore[index]
+
+    async with mock_client(keep, event_hooks={"request": [add_one]}) as client:
+        await client.create_session(REQUEST)
+        copy = client.with_options(event_hooks={})
+        await copy.create_session(REQUEST)
+    first, second = seen
+    assert first.headers["x-seen"] == "1" and "x-seen" not in second.headers
+    assert first.headers is not second.headers
+    assert isinstance(second.headers, dict)  # a transport's change stays with its request
 
 
 # -- max_retries and with_options ------------------------------------------------------------

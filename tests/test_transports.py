@@ -252,6 +252,16 @@ def test_scrub_withholds_what_still_shows_a_secret() -> None:
     assert type(kept) is Odd and kept.code == 7  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    "secret", ["sk_live_1\n", "sk_live_\x7f1", "sk_live_\u00e91", "sk_live_'1\"\\"]
+)
+def test_scrub_withholds_a_secret_quoted_in_escaped_form(secret: str) -> None:
+    for text in (repr(secret), repr(secret.encode("utf-8", "backslashreplace")), secret):
+        copy = scrub_exception(ValueError(f"Illegal header value {text}"), [secret])
+        assert isinstance(copy, RedactedError), text
+    assert not isinstance(scrub_exception(ValueError("fine"), [secret]), RedactedError)
+
+
 def test_scrub_survives_cycles_uncopyable_and_unprintable_exceptions() -> None:
     class NoCopy(Exception):
         def __reduce__(self) -> Any:
@@ -382,6 +392,53 @@ async def test_transport_errors_are_plain_instax_errors_never_retried() -> None:
         with pytest.raises(InstaxError, match="wrong loop"):
             await client.blockchain_status("wd_1")
     assert calls == [1]
+
+
+class TimingMockTransport(MockTransport):
+    """A mock that says it enforces the timeout: the client calls it directly."""
+
+    enforces_timeout = True
+
+
+@pytest.mark.parametrize(
+    ("kind", "max_concurrency"),
+    [(MockTransport, None), (MockTransport, 2), (TimingMockTransport, None)],
+    ids=["timed-by-client", "bounded", "direct"],
+)
+@pytest.mark.parametrize(
+    "raised",
+    [
+        ValueError(f"Forbidden control character in header x-api-key: {KEY}\x7f"),
+        TypeError("Header value must be str or bytes, not <class 'int'>"),
+        UnicodeEncodeError("ascii", f"{KEY}\u00e9", 12, 13, "ordinal not in range(128)"),
+    ],
+    ids=["ValueError", "TypeError", "UnicodeEncodeError"],
+)
+async def test_a_custom_transports_build_error_is_a_validation_error_never_retried(
+    raised: Exception, kind: type[MockTransport], max_concurrency: int | None
+) -> None:
+    calls: list[Request] = []
+
+    def refuse(request: Request) -> Response:
+        calls.append(request)
+        raise raised
+
+    async with AsyncSession(
+        KEY,
+        base_url="http://api.test",
+        transport=kind(refuse),
+        retry=RetryPolicy(max_retries=3, backoff_base=0.0, backoff_max=0.0),
+        max_concurrency=max_concurrency,
+    ) as client:
+        with pytest.raises(ValidationError, match="could not be built, so nothing was sent"):
+            await client.blockchain_status("wd_1")
+        with pytest.raises(ValidationError) as info:  # not even a POST that never left
+            await client.create_session(
+                SessionRequest.sending(from_amount="1", from_currency="USD", to_currency="USDT")
+            )
+    assert len(calls) == 2  # one attempt each
+    assert not isinstance(info.value, APIConnectionError) and info.value.field == "request"
+    assert KEY not in shown(info.value)
 
 
 def test_requests_and_responses_are_immutable_values() -> None:

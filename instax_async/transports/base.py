@@ -44,6 +44,7 @@ __all__ = [
     "redacted_headers",
     "scrub_exception",
     "secret_values",
+    "unsendable_request_error",
 ]
 
 #: The most bytes of a response body a transport reads unless told otherwise: 16 MiB.
@@ -127,7 +128,8 @@ class Request(_Value):
 
     ``timeout`` is the number of seconds this one attempt may take, connection included. The
     ``repr`` shows ``<redacted>`` for the values of secret headers (:data:`SECRET_HEADERS`).
-    Immutable: build a new one to change a field.
+    Immutable: build a new one to change a field. The client gives each attempt a ``dict`` of
+    headers of its own, which a request hook may change in place for that attempt only.
     """
 
     _fields: ClassVar[tuple[str, ...]] = ("method", "url", "headers", "content", "timeout")
@@ -177,8 +179,10 @@ class Transport(Protocol):
     ``send`` performs one attempt (the client does the retrying) and should raise
     :class:`~instax_async.APIConnectionError` / :class:`~instax_async.APITimeoutError` when the
     request does not complete; any other exception it raises is wrapped by the client as an
-    ``APIConnectionError``. Set ``connect_failed=True`` on the error when nothing was sent,
-    which lets the client retry a non-idempotent ``POST`` safely.
+    ``APIConnectionError``, except a ``ValueError`` or ``TypeError``: that is taken for a
+    request that could not be built, raised as :class:`~instax_async.ValidationError`
+    (:func:`unsendable_request_error`) and never retried. Set ``connect_failed=True`` on the
+    error when nothing was sent, which lets the client retry a non-idempotent ``POST`` safely.
 
     A transport that bounds the whole attempt by ``Request.timeout`` itself may say so with a
     class attribute ``enforces_timeout = True``; the client then adds no timer of its own.
@@ -300,7 +304,16 @@ def scrub_exception(
     copies carry no traceback: the library's frames hold the request headers. Raise your own
     error ``from`` the result, outside the ``except`` block that caught ``exc``.
     """
-    secrets = tuple(s for s in secrets if s)
+    # each secret also as the escaped text of a str's or bytes' repr: libraries quote a value
+    # they refuse that way (b'sk_1\\n')
+    secrets = tuple(
+        {
+            form
+            for s in secrets
+            if s
+            for form in (s, repr(s)[1:-1], repr(s.encode("utf-8", "backslashreplace"))[2:-1])
+        }
+    )
     copies: dict[int, BaseException] = {}
 
     def scrub(original: BaseException, depth: int) -> BaseException:
@@ -355,6 +368,23 @@ def _shows(exc: BaseException, secrets: tuple[str, ...]) -> bool:
     except Exception:
         return True
     return any(secret in text for text in texts for secret in secrets)
+
+
+def unsendable_request_error(request: Request, cause: BaseException) -> ValidationError:
+    """The error for a request that could not be built as given, so nothing was sent.
+
+    For a ``ValueError`` or ``TypeError`` raised while the request is put together (a header
+    value HTTP does not allow, such as one a request hook set) instead of a
+    :class:`~instax_async.APIConnectionError`: nothing failed on the network, and the same
+    request would fail the same way, so it is never retried. Pass a scrubbed ``cause``
+    (:func:`scrub_exception`); raise the result ``from`` it.
+    """
+    return ValidationError(
+        f"{request.method} {request.url}: the request could not be built, so nothing was sent "
+        f"(a header value with a character HTTP does not allow?): "
+        f"{type(cause).__name__}: {cause}",
+        field="request",
+    )
 
 
 # -- bounded decompression -------------------------------------------------------------------

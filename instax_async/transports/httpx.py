@@ -38,6 +38,7 @@ from .base import (
     redacted_headers,
     scrub_exception,
     secret_values,
+    unsendable_request_error,
 )
 
 __all__ = ["HttpxTransport"]
@@ -122,6 +123,11 @@ class HttpxTransport:
             error = APITimeoutError(
                 f"{request.method} {request.url} timed out after {request.timeout:g} s"
             )
+        except (httpx.LocalProtocolError, httpx.InvalidURL, ValueError, TypeError) as exc:
+            # the request could not be put together (a header value h11 or httpx refuses):
+            # raised before anything was sent
+            cause = _scrub(exc, request)
+            error = unsendable_request_error(request, cause)
         except httpx.HTTPError as exc:
             cause = _scrub(exc, request)
             error = APIConnectionError(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from aiohttp import web
 from instax_async import (
     AiohttpTransport,
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AsyncSession,
     BadRequestError,
@@ -22,6 +24,7 @@ from instax_async import (
     ServerError,
     SessionRequest,
     Transport,
+    ValidationError,
 )
 from instax_async.sandbox import create_app
 from instax_async.transports.httpx import HttpxTransport
@@ -297,3 +300,172 @@ async def test_proxy_and_ssl_options_are_passed(start_server: StartServer) -> No
     await transport.aclose()
     assert seen == ["http://api.invalid/api/session"]
     assert json.dumps(seen)
+
+
+def path_recording_app(seen: list[tuple[str, str, str | None]]) -> web.Application:
+    """Records every request's method, raw path and api key, whatever the path; answers a
+    session status, a blockchain status, or 404."""
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((request.method, request.raw_path, request.headers.get("x-api-key")))
+        if request.path.startswith("/api/session/") and request.path.endswith("/status"):
+            return web.json_response({"sessionStatus": "completed"})
+        if request.path == "/utils/blockchain-status":
+            return web.json_response({"txId": request.query["txId"], "hash": "0x1"})
+        return web.json_response({"message": "no such endpoint"}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def test_dot_ids_are_refused_and_others_stay_on_their_endpoint(
+    start_server: StartServer, make_client: Any
+) -> None:
+    seen: list[tuple[str, str, str | None]] = []
+    client = make_client(await start_server(path_recording_app(seen)), api_key="sk_live_paths")
+    for dots in (".", ".."):
+        for call in (
+            client.session_status,
+            client.wait_for_session,
+            client.blockchain_status,
+            client.wait_for_blockchain_hash,
+        ):
+            with pytest.raises(ValidationError, match="another endpoint"):
+                await call(dots)
+        with pytest.raises(ValidationError, match="another endpoint"):
+            client.poll_session_status(dots)
+        with pytest.raises(ValidationError, match="another endpoint"):
+            client.poll_blockchain_status(dots)
+    assert seen == []  # nothing was sent
+    # ids that only look like dot segments, or hold one, travel as one segment (or one query
+    # value) that decodes to the id; yarl may spell the encoding differently, to that effect
+    for session_id in ("...", "../..", "a/../..", "%2e%2e", ".%2E", "..\\..", "?x=..#", "/"):
+        await client.session_status(session_id)
+        await client.blockchain_status(session_id)
+        (method, status_path, key), (_, blockchain_path, _) = seen[-2:]
+        segments = status_path.split("/")
+        assert method == "GET" and key == "sk_live_paths"
+        assert segments[:3] == ["", "api", "session"] and segments[4:] == ["status"]
+        assert unquote(segments[3]) == session_id
+        query = urlsplit(blockchain_path)
+        assert query.path == "/utils/blockchain-status"
+        assert parse_qs(query.query) == {"txId": [session_id]}
+
+
+async def test_a_server_answering_a_dot_session_id_is_an_api_error(
+    start_server: StartServer, make_client: Any
+) -> None:
+    async def create(request: web.Request) -> web.Response:
+        return web.json_response({"id": ".."}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/session", create)
+    client = make_client(await start_server(app))
+    with pytest.raises(APIStatusError, match="session id"):
+        await client.create_session(SENDING)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["tenant\x7f", "tenant\nX-Evil: 1", "tenant\x00", "t\u00e9nant", 7, None],
+    ids=["DEL", "LF", "NUL", "non-ASCII", "int", "None"],
+)
+async def test_a_request_that_cannot_be_built_is_never_retried(
+    start_server: StartServer, make_client: Any, value: object
+) -> None:
+    seen: list[tuple[str, str, str | None]] = []
+    hook_calls = 0
+
+    def bad_header(request: Any) -> None:
+        nonlocal hook_calls
+        hook_calls += 1
+        request.headers["x-tenant"] = value
+
+    client = make_client(
+        await start_server(path_recording_app(seen)),
+        api_key="sk_live_never_shown",
+        event_hooks={"request": [bad_header]},
+    )
+    try:
+        await client.blockchain_status("wd_1")
+    except ValidationError as exc:
+        assert exc.field == "request"
+        assert "could not be built, so nothing was sent" in str(exc)
+        assert seen == []  # nothing reached the server
+        chain = [exc, exc.__cause__, exc.__context__]
+        assert not any("sk_live_never_shown" in repr(e) for e in chain)
+    except BadRequestError:  # h11 sends DEL as it is; the server refuses the request
+        assert value == "tenant\x7f"
+    else:  # aiohttp sends a non-ASCII value as UTF-8
+        assert value == "t\u00e9nant" and len(seen) == 1
+    assert hook_calls == 1  # one attempt: never retried
+
+
+async def test_a_secret_header_a_library_refuses_is_not_shown_escaped(
+    start_server: StartServer, make_client: Any
+) -> None:
+    def tenant_key(request: Any) -> None:
+        request.headers["x-api-key"] = "sk_live_tenant\n"
+
+    seen: list[tuple[str, str, str | None]] = []
+    client = make_client(
+        await start_server(path_recording_app(seen)), event_hooks={"request": [tenant_key]}
+    )
+    with pytest.raises(ValidationError) as info:
+        await client.blockchain_status("wd_1")
+    error: BaseException | None = info.value
+    while error is not None:
+        assert "sk_live_tenant" not in f"{error} {error!r} {error.args!r}"
+        error = error.__cause__
+    assert seen == []
+
+
+async def test_10000_poll_attempts_with_distinct_timeouts_leave_the_transport_bounded() -> None:
+    from benchmarks.transport_state import CHECKPOINT, poll_attempts, transport_state
+
+    transport = AiohttpTransport()
+    fresh = transport_state(transport)
+    result = await poll_attempts(10_000, transport)
+    assert result["distinct_timeouts"] == 10_000
+    first, last = result["state"][str(CHECKPOINT)], result["state"]["10000"]
+    assert last == first  # nothing kept per attempt: the same after 100 attempts and 10,000
+    assert last["entries"] <= fresh[0] + 2 and last["bytes"] < 4096
+
+
+async def test_the_origins_a_transport_remembers_are_bounded(
+    monkeypatch: pytest.MonkeyPatch, start_server: StartServer
+) -> None:
+    from instax_async.transports.aiohttp import MAX_ROUTES
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    app, _ = recording_app()
+    base_url = await start_server(app)
+    transport = AiohttpTransport()
+    async with AsyncSession(base_url=base_url, transport=transport) as client:
+        await client.create_session(SENDING)  # opens the session: it reads the environment
+        for number in range(3 * MAX_ROUTES):
+            route = transport._route(f"https://api{number}.test/api/session")
+            assert route["proxy"].port == 9
+        routes = transport._routes
+        assert routes is not None and len(routes) == MAX_ROUTES
+        assert "https://api0.test" not in routes  # the oldest forgotten first
+        last = f"https://api{3 * MAX_ROUTES - 1}.test"
+        assert transport._route(f"{last}/utils/blockchain-status?txId=1") is routes[last]
+    await transport.aclose()
+
+
+async def test_without_proxy_or_netrc_in_the_environment_nothing_is_looked_up_per_origin(
+    monkeypatch: pytest.MonkeyPatch, start_server: StartServer, tmp_path: Any
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    app, state = recording_app()
+    transport = AiohttpTransport()
+    async with AsyncSession(base_url=await start_server(app), transport=transport) as client:
+        await client.create_session(SENDING)
+        assert transport._routes is None and transport._route("https://x.test/a") == {}
+    await transport.aclose()
+    assert state["calls"] == 1

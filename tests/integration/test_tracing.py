@@ -6,6 +6,7 @@ global providers once (a provider can be set only once per process); each test c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -184,6 +185,142 @@ async def test_a_poll_that_times_out_is_an_error_span(
     [poll] = by_name(exporter.get_finished_spans(), "instax.poll")
     assert poll.status.status_code is StatusCode.ERROR
     assert type(info.value).__name__ == "PollTimeoutError"
+
+
+async def test_a_hooks_header_change_reaches_its_own_attempt_only_when_traced(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
+) -> None:
+    from tests.test_observability import HEADERS_PER_CALL, headers_seen_per_call
+
+    exporter, _ = otel
+    assert await headers_seen_per_call(start_server, traced=True) == HEADERS_PER_CALL
+    assert len(by_name(exporter.get_finished_spans(), "GET")) == len(HEADERS_PER_CALL)
+
+
+EMAIL = "ada.lovelace@example.com"
+
+
+def echo_api() -> web.Application:
+    """A server that echoes the request in its errors, as some do: the e-mail comes back."""
+
+    async def create(request: web.Request) -> web.Response:
+        body = (await request.read()).decode()
+        headers = {"x-request-id": "req_echo"}
+        return web.json_response({"message": f"bad request: {body}"}, status=400, headers=headers)
+
+    async def blockchain(request: web.Request) -> web.Response:
+        return web.json_response({"message": f"busy, {EMAIL}"}, status=503)
+
+    app = web.Application()
+    app.router.add_post("/api/session", create)
+    app.router.add_get("/utils/blockchain-status", blockchain)
+    return app
+
+
+class GarbledHeader(asyncio.Protocol):
+    """Answers every request with a header line aiohttp and h11 refuse, quoting an e-mail."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        answer = f"HTTP/1.1 200 OK\r\nX-Echo {EMAIL}\r\nContent-Length: 2\r\n\r\n{{}}"
+        self.transport.write(answer.encode())  # type: ignore[attr-defined]
+
+
+def exported_text(exporter: InMemorySpanExporter, reader: InMemoryMetricReader) -> str:
+    spans = "".join(span.to_json() for span in exporter.get_finished_spans())
+    metrics = reader.get_metrics_data()
+    return spans + (metrics.to_json() if metrics is not None else "")
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_no_body_text_in_spans_or_metrics(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+    start_server: StartServer,
+    transport: str,
+) -> None:
+    from instax_async import (
+        AiohttpTransport,
+        APIConnectionError,
+        BadRequestError,
+        PollTimeoutError,
+    )
+    from instax_async.transports.httpx import HttpxTransport
+
+    exporter, reader = otel
+    url = await start_server(echo_api())
+    loop = asyncio.get_running_loop()
+    garbled = await loop.create_server(GarbledHeader, "127.0.0.1", 0)
+    garbled_url = f"http://127.0.0.1:{garbled.sockets[0].getsockname()[1]}"
+    request = SessionRequest.sending(
+        from_amount="50", from_currency="USD", to_currency="USDT", email=EMAIL
+    )
+    made = AiohttpTransport() if transport == "aiohttp" else HttpxTransport()
+    try:
+        async with AsyncSession(base_url=url, transport=made, retry=FAST) as client:
+            with pytest.raises(BadRequestError) as status_error:
+                await client.create_session(request)
+            with pytest.raises(PollTimeoutError) as poll_error:
+                await client.wait_for_blockchain_hash("wd_1", interval=0.01, timeout=0.3)
+        async with AsyncSession(base_url=garbled_url, transport=made, max_retries=0) as client:
+            with pytest.raises(APIConnectionError) as connection_error:
+                await client.blockchain_status("wd_1")
+    finally:
+        garbled.close()
+        await made.aclose()
+    # the developer who catches the errors still reads what the server said
+    assert EMAIL in str(status_error.value)
+    assert EMAIL in str(poll_error.value.__cause__)
+    assert EMAIL in str(connection_error.value)
+    # telemetry: the error's type, status and request id, never the body or the server's text
+    assert EMAIL not in exported_text(exporter, reader)
+    spans = exporter.get_finished_spans()
+    [call] = by_name(spans, "instax.create_session")
+    [event] = [event for event in call.events if event.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "instax_async.errors.BadRequestError"
+    assert event.attributes["exception.message"] == "HTTP 400; request id req_echo"
+    assert "in _send" in str(event.attributes["exception.stacktrace"])  # the frames only
+    assert call.attributes is not None and call.status.description is None
+    assert call.attributes["error.type"] == "BadRequestError"
+    assert call.attributes["http.response.status_code"] == 400
+    assert call.attributes["instax.request.id"] == "req_echo"
+    [attempt] = [span for span in by_name(spans, "POST") if span.parent == call.context]
+    assert attempt.attributes is not None
+    assert attempt.attributes["instax.request.id"] == "req_echo"
+    [poll] = by_name(spans, "instax.poll")
+    [event] = [event for event in poll.events if event.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "instax_async.errors.PollTimeoutError"
+    assert "exception.message" not in event.attributes
+    [garbled_call] = by_name(spans, "instax.blockchain_status")
+    [attempt] = [span for span in by_name(spans, "GET") if span.parent == garbled_call.context]
+    for span in (attempt, garbled_call):
+        [event] = [event for event in span.events if event.name == "exception"]
+        assert event.attributes is not None
+        assert event.attributes["exception.type"] == "instax_async.errors.APIConnectionError"
+        assert "exception.message" not in event.attributes
+
+
+def test_an_exception_escaping_a_span_is_recorded_without_its_message(
+    otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    from instax_async._telemetry import telemetry
+
+    exporter, _ = otel
+    tel = telemetry()
+    assert tel is not None
+    for span_of in (tel.server_span, lambda name: tel.call(name, {})):
+        with pytest.raises(RuntimeError), span_of("instax.escaping"):
+            raise RuntimeError(f"handler failed for {EMAIL}")
+    spans = by_name(exporter.get_finished_spans(), "instax.escaping")
+    assert len(spans) == 2 and EMAIL not in "".join(span.to_json() for span in spans)
+    for span in spans:
+        [event] = span.events
+        assert event.attributes is not None
+        assert event.attributes["exception.type"] == "RuntimeError"
+        assert span.status.status_code is StatusCode.ERROR and span.status.description is None
 
 
 def test_without_the_api_installed_nothing_is_imported() -> None:
