@@ -27,7 +27,8 @@ def check_id(value: object, field: str) -> str:
 
     An id is any non-blank string (it is percent-encoded where it goes) except ``"."`` and
     ``".."``: HTTP libraries and browsers resolve those as path segments, so that
-    ``/api/session/../status`` would become ``/api/status``, another endpoint.
+    ``/api/session/../status`` would become ``/api/status``, another endpoint. Text with a lone
+    surrogate, which has no UTF-8 form to percent-encode, is refused too.
     """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(
@@ -40,4 +41,13 @@ def check_id(value: object, field: str) -> str:
             "(expected an id such as 'wd_…' or 'ps_…')",
             field=field,
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"{field}: holds a lone surrogate (position {exc.start}), which no URL can "
+                "carry (expected an id such as 'wd_…' or 'ps_…')",
+                field=field,
+            ) from None
     return value

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from . import _poll_defaults as poll_defaults
 from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
-from ._poll_defaults import DOT_SEGMENTS, check_id
+from ._poll_defaults import check_id
 from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from ._version import __version__
 from .errors import (
@@ -386,15 +386,18 @@ class AsyncSession(AsyncResource):
     def _session_from(self, response: Response) -> PaymentSession:
         data = self._json_object(response)
         session_id = data.get("id") or data.get("sessionId")
-        if not isinstance(session_id, str) or not session_id or session_id in DOT_SEGMENTS:
-            # "." or "..": its checkout URL, /embed/.., would be another page
+        try:
+            # "." or "..": its checkout URL, /embed/.., would be another page; a lone
+            # surrogate has no URL form at all
+            session_id = check_id(session_id, "id")
+        except ValidationError:
             raise APIStatusError(
                 "InstaXchange answered without a session id ('id' or 'sessionId') that can "
                 "name its checkout page",
                 status=response.status,
                 body=response.content,
                 headers=response.headers,
-            )
+            ) from None
         return PaymentSession(
             id=session_id,
             iframe_url=self._embed_url(session_id),

@@ -440,6 +440,13 @@ async def test_bad_arguments_to_methods() -> None:
                 client.iframe_url(dots)
             assert info.value.field == "session_id"
         assert client.iframe_url("...") == "http://api.test/embed/..."
+        # a lone surrogate has no UTF-8 form to percent-encode: refused, not UnicodeEncodeError
+        for call in (client.iframe_url, client.session_status, client.blockchain_status):
+            with pytest.raises(ValidationError, match="lone surrogate") as info:
+                result = call("ps_\ud800")
+                if asyncio.iscoroutine(result):  # the API calls raise when awaited
+                    await result
+            assert info.value.field in ("session_id", "tx_id")
         assert client.iframe_url("../x") == "http://api.test/embed/..%2Fx"
 
 

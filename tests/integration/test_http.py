@@ -353,11 +353,16 @@ async def test_dot_ids_are_refused_and_others_stay_on_their_endpoint(
         assert parse_qs(query.query) == {"txId": [session_id]}
 
 
-async def test_a_server_answering_a_dot_session_id_is_an_api_error(
-    start_server: StartServer, make_client: Any
+@pytest.mark.parametrize(
+    "body",
+    ['{"id": ".."}', '{"id": "."}', '{"id": "ps_\\ud800x"}', '{"id": "   "}'],
+    ids=["dot-dot", "dot", "lone-surrogate", "blank"],
+)
+async def test_a_server_answering_a_session_id_no_url_can_carry_is_an_api_error(
+    start_server: StartServer, make_client: Any, body: str
 ) -> None:
     async def create(request: web.Request) -> web.Response:
-        return web.json_response({"id": ".."}, status=201)
+        return web.Response(text=body, status=201, content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/api/session", create)
