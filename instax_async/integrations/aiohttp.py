@@ -55,8 +55,11 @@ async def _answer_and_close(request: web.BaseRequest, response: web.StreamRespon
     reading the rest of the body (aiohttp would otherwise read and drop it for up to 10 s,
     buffering up to a few hundred KiB of it per connection at a time)."""
     response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client is gone already: there is no one to answer
     request.protocol.force_close()  # the transport sends what was written, then closes
 
 
@@ -105,12 +108,17 @@ def webhook_handler(
     )
 
     async def handle(request: web.Request) -> web.Response:
-        outcome = await receiver.receive(
-            request.headers.getall(SIGNATURE_HEADER, ()),
-            request.content_length,
-            partial(read_bounded, request),
-            arrived=request.content.is_eof(),
-        )
+        try:
+            outcome = await receiver.receive(
+                request.headers.getall(SIGNATURE_HEADER, ()),
+                request.content_length,
+                partial(read_bounded, request),
+                arrived=request.content.is_eof(),
+            )
+        except ConnectionError:
+            # The client hung up before its body arrived: nothing was handled, and there is no
+            # one to answer (aiohttp would log the error with its traceback, once per client).
+            return web.Response(status=400)
         if outcome is HANDLED:
             return web.Response(text=_HANDLED_TEXT, content_type="application/json")
         if outcome is DUPLICATE:

@@ -766,3 +766,51 @@ async def test_handle_verifies_a_large_body_off_the_loop_and_answers_outcomes_of
     refused.body.clear()
     assert (await receiver.handle(None, KEY)).body == {"error": "body over 200000 bytes"}
     assert len(recorder.events) == 1
+
+
+async def test_aiohttp_clients_that_hang_up_are_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Right after the head (refused before the body: 413, 401), or halfway through the body:
+    # nothing is handled, nothing is logged at ERROR (no traceback per client), nothing stays
+    # counted against max_pending_bytes.
+    caplog.set_level(logging.ERROR)
+    recorder = Recorder()
+    handler = webhook_handler(SECRET, recorder, max_body=10_000)
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    # web.run_app's runner: handlers are not cancelled when their client leaves (TestServer's
+    # are), so the handler itself sees the connection go.
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    receiver = handler.receiver  # type: ignore[attr-defined]
+
+    async def settled(done: Callable[[], bool]) -> None:
+        for _ in range(500):
+            if done():
+                return
+            await asyncio.sleep(0.01)
+
+    async def hang_up(request: bytes, reading: bool) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        if reading:
+            await settled(lambda: receiver.pending_bytes > 0)  # the body is being read
+        writer.transport.abort()
+        await settled(lambda: receiver.pending_bytes == 0)
+
+    requests = [
+        (_request(b"", KEY, length=50_000), False),
+        (_request(b"", None, length=500), False),
+        (_request(BODY[:100], KEY, length=len(BODY)), True),
+    ]
+    for request, reading in requests * 5:
+        await hang_up(request, reading)
+    assert receiver.pending_bytes == 0
+    await asyncio.sleep(0.1)
+    await runner.cleanup()
+    assert recorder.events == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
