@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -66,6 +67,7 @@ HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOOD_BODY = 1024 * 1024
 FIRST_PART = 16 * 1024
+START_TIMEOUT = 60.0
 
 _TEMPLATE, _, _ = documented_payload()
 _ID = b'"testcompleteddwebhook"'
@@ -106,6 +108,12 @@ async def _bare_413(request: Any) -> Any:
     return response
 
 
+async def _stdin_closed() -> None:
+    """Until the parent closes this process's stdin (or exits). Started only once the server
+    runs: a receiver that fails to start exits at once, and its parent sees no port."""
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
 async def _serve(kind: str, body_timeout: float | None) -> None:
     # Refusals are logged at WARNING: thousands of lines, and their cost, are not measured here.
     logging.basicConfig(level=logging.ERROR)
@@ -116,7 +124,6 @@ async def _serve(kind: str, body_timeout: float | None) -> None:
     options: dict[str, Any] = {} if body_timeout is None else {"body_timeout": body_timeout}
     loop = asyncio.get_running_loop()
     _trim_on_sigusr1(loop)
-    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
     if kind in ("aiohttp", BARE):
         from aiohttp import web
 
@@ -130,7 +137,7 @@ async def _serve(kind: str, body_timeout: float | None) -> None:
         site = web.TCPSite(runner, HOST, 0, backlog=4096)
         await site.start()
         print(json.dumps({"port": runner.addresses[0][1]}), flush=True)
-        await stdin_closed
+        await _stdin_closed()
         await runner.cleanup()
         return
     import uvicorn
@@ -154,7 +161,7 @@ async def _serve(kind: str, body_timeout: float | None) -> None:
             serving.result()  # raises what stopped it
         await asyncio.sleep(0.01)
     print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
-    await stdin_closed
+    await _stdin_closed()
     server.should_exit = True
     await serving
 
@@ -185,10 +192,11 @@ class ReceiverProcess:
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
         assert self._process.stdout is not None
-        line = self._process.stdout.readline()
+        ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT)
+        line = self._process.stdout.readline() if ready else ""
         if not line:
             self._stop()
-            raise RuntimeError(f"the {self.kind} receiver did not start")
+            raise RuntimeError(f"the {self.kind} receiver did not start within {START_TIMEOUT:g} s")
         self.port = int(json.loads(line)["port"])
         return self
 
