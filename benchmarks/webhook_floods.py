@@ -259,7 +259,7 @@ class ReceiverProcess:
 def signed_delivery() -> bytes:
     """A complete request: the documented event with a webhookId of its own, signed."""
     body = _TEMPLATE.replace(_ID, b'"whc_flood_%d"' % next(_serial))
-    return _head(len(body), sign(body, SECRET)) + body
+    return request_head(len(body), sign(body, SECRET)) + body
 
 
 def costly_body(size: int) -> bytes:
@@ -269,7 +269,8 @@ def costly_body(size: int) -> bytes:
     return body + b" " * (size - len(body) - 1) + b"}"
 
 
-def _head(length: int, signature: str | None) -> bytes:
+def request_head(length: int, signature: str | None) -> bytes:
+    """The head of a webhook POST declaring ``length`` bytes, with ``signature`` if given."""
     lines = [
         b"POST /hook HTTP/1.1",
         b"Host: " + HOST.encode(),
@@ -336,7 +337,7 @@ async def flood(
     """``count`` concurrent POSTs of a ``size``-byte body with a wrong signature, each sending
     its head and ``first`` bytes at once and the rest ``pause`` seconds later: their answers."""
     body = b"x" * size
-    parts = [_head(size, WRONG_SIGNATURE) + body[:first], body[first:]]
+    parts = [request_head(size, WRONG_SIGNATURE) + body[:first], body[first:]]
     answers = await asyncio.gather(*(post(port, parts, pause=pause) for _ in range(count)))
     return collections.Counter(status for status, _ in answers)
 
@@ -385,7 +386,7 @@ async def measure_latency(
     """Latency of ``deliveries`` signed deliveries sent one after another while ``attackers``
     connections POST costly ``size``-byte bodies again and again (none when ``attackers`` is
     0); seconds."""
-    hostile = [_head(size, WRONG_SIGNATURE) + costly_body(size)]
+    hostile = [request_head(size, WRONG_SIGNATURE) + costly_body(size)]
     answers: collections.Counter[int | str] = collections.Counter()
 
     async def attack() -> None:  # until cancelled

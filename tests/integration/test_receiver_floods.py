@@ -18,10 +18,10 @@ from benchmarks.webhook_floods import (
     HOST,
     WRONG_SIGNATURE,
     ReceiverProcess,
-    _head,
     measure_flood,
     measure_latency,
     raise_fd_limit,
+    request_head,
 )
 from instax_async.webhooks import RECEIVER_BODY_TIMEOUT
 
@@ -90,7 +90,7 @@ async def test_a_body_sent_a_byte_a_second_is_cut_within_body_timeout(
         )
         drip = b"1\r\n \r\n"
     else:
-        head, drip = _head(1000, WRONG_SIGNATURE), b" "
+        head, drip = request_head(1000, WRONG_SIGNATURE), b" "
     with ReceiverProcess(kind, body_timeout=1) as receiver:
         line, seconds = await _trickle(receiver.port, head, drip)
     assert seconds < 1 + 1, seconds
