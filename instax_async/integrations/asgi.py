@@ -147,7 +147,7 @@ def webhook_app(
     ``Retry-After``). An answer given before the body was read to its end carries
     ``Connection: close``, on which ASGI servers close the connection. The server buffers
     some of each request before the app runs: see the server settings in the production
-    guide (uvicorn's ``--limit-concurrency``).
+    guide.
     """
     return WebhookApp(
         WebhookReceiver(
