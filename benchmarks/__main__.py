@@ -30,6 +30,7 @@ from . import (
     instructions,
     poller,
     session_create,
+    webhook_floods,
     webhook_receiver,
     webhook_verify,
 )
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         session_create,
         instructions,
         webhook_receiver,
+        webhook_floods,
         poller,
     )
 }

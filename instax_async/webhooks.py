@@ -38,6 +38,9 @@ from .serialization import loads as loads_exact
 __all__ = [
     "DEFAULT_MAX_BODY",
     "MAX_CLOCK_SKEW",
+    "RECEIVER_BODY_TIMEOUT",
+    "RECEIVER_MAX_BODY",
+    "RECEIVER_MAX_PENDING_BYTES",
     "SIGNATURE_HEADER",
     "VerificationFailure",
     "dedupe_key",
@@ -49,7 +52,19 @@ __all__ = [
 SIGNATURE_HEADER = "X-Instaxwh-Key"
 """The header that carries the signature (HTTP header names are case-insensitive)."""
 DEFAULT_MAX_BODY = 1024 * 1024
-"""Bodies larger than this are refused before any parsing (1 MiB)."""
+"""Bodies larger than this are refused by :func:`verify` before any parsing (1 MiB). The
+receivers refuse far smaller ones: :data:`RECEIVER_MAX_BODY`."""
+RECEIVER_MAX_BODY = 64 * 1024
+"""The receivers' default ``max_body``: bodies larger than this are answered 413 without being
+read (64 KiB; a webhook is about 1.5 KB)."""
+RECEIVER_BODY_TIMEOUT = 10.0
+"""The receivers' default ``body_timeout``: a body not received in full this many seconds after
+its headers is answered 408 and its connection closed."""
+RECEIVER_MAX_PENDING_BYTES = 16 * 1024 * 1024
+"""The receivers' default ``max_pending_bytes``: the most bytes of bodies one receiver
+receives at once (16 MiB), each counted by its declared length (or ``max_body``) from before it
+is read until its delivery is answered; a delivery that would go over it is answered 503 with
+``Retry-After`` before its body is read."""
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """With ``max_age``, how far in the future an event's ``createdAt`` may be (the sender's clock
 may run ahead of ours): 5 minutes.

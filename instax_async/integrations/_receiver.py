@@ -8,38 +8,78 @@ dated up to that skew ahead of the receiver's clock): any replay is then either 
 too old. A store that forgets sooner (a short ``ttl``) is warned about when the receiver is
 built; one that loses its memory (an in-memory store across a restart, or one evicting keys)
 weakens the guarantee, which is why several instances want a shared, persistent store.
+
+Floods: anyone can POST to a receiver, so what an unauthenticated request may cost is bounded
+before its signature is known. :meth:`WebhookReceiver.receive`, which the adapters call with
+the request's headers and a way to read its body, answers before reading any of the body when
+it can: 400 for two signature headers, 413 for a declared length over ``max_body``, 401 for a
+missing or malformed signature, and 503 with ``Retry-After`` when the bodies being received
+would go over ``max_pending_bytes`` (each counts its declared length, or ``max_body`` when it
+has none, from before it is read until its delivery is answered, or, when it is verified on
+the worker thread, until the worker is done with it). The body must arrive within
+``body_timeout`` (else 408). Verification costs CPU in proportion to the body (about 0.4 s for
+a MiB of numbers): a body over :data:`VERIFY_OFF_LOOP_ABOVE` bytes is verified on one worker
+thread shared by every receiver, so the event loop keeps answering genuine deliveries, which
+are about 1.5 KB and verified in place. The adapters close the connection after any answer
+given before the body was read to its end, so that the rest of it is never read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
+import math
+import os
 import reprlib
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import CoroutineType
 from typing import Any
 
 import attrs
 
+from .._compat import timeout
 from .._telemetry import telemetry
 from ..dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore, UnreadableEntryError
 from ..errors import ValidationError, WebhookVerificationError
 from ..models import WebhookEvent
 from ..webhooks import (
-    DEFAULT_MAX_BODY,
     MAX_CLOCK_SKEW,
+    RECEIVER_BODY_TIMEOUT,
+    RECEIVER_MAX_BODY,
+    RECEIVER_MAX_PENDING_BYTES,
+    SIGNATURE_HEADER,
     VerificationFailure,
     _max_age,
     dedupe_key,
     verify,
 )
 
-__all__ = ["EventHandler", "WebhookReceiver", "Outcome"]
+__all__ = [
+    "BUSY_RETRY_AFTER",
+    "VERIFY_OFF_LOOP_ABOVE",
+    "BodyReader",
+    "EventHandler",
+    "Outcome",
+    "WebhookReceiver",
+]
 
 logger = logging.getLogger("instax_async.webhooks")
 
 EventHandler = Callable[[WebhookEvent], "Awaitable[Any] | Any"]
+BodyReader = Callable[[int], Awaitable["bytes | None"]]
+"""``read(limit)``: the request's body, or ``None`` as soon as it is known to exceed ``limit``
+bytes (an adapter's way to read its framework's request)."""
+
+VERIFY_OFF_LOOP_ABOVE = 4 * 1024
+"""Bodies larger than this (bytes) are verified on a worker thread, off the event loop; smaller
+ones (a webhook is about 1.5 KB, verified in well under a millisecond) in place."""
+BUSY_RETRY_AFTER = 5
+"""The ``Retry-After`` (seconds) of a 503 answered because ``max_pending_bytes`` was reached."""
 
 _STATUS_FOR_FAILURE = {
     VerificationFailure.MISSING_SIGNATURE: 401,
@@ -57,23 +97,36 @@ _STATUS_FOR_FAILURE = {
 
 @attrs.frozen
 class Outcome:
-    """What a receiver answers: an HTTP status and a small JSON body (never a secret)."""
+    """What a receiver answers: an HTTP status, a small JSON body (never a secret) and any
+    headers beyond the content type (``Retry-After`` on a 503 for a full receiver)."""
 
     status: int
     body: dict[str, str]
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class WebhookReceiver:
     """Verify, deduplicate and dispatch webhooks; adapters turn requests into :meth:`handle`.
 
     Answers: 200 once ``on_event`` returned (or for a redelivery of a handled event); 401 for a
-    missing or wrong signature; 400 for a malformed body, or, with ``max_age``, an event older
-    than ``max_age``, dated in the future or without ``createdAt``; 413 for a body over
-    ``max_body``; 409 while another delivery of the same event is being handled; 500 when
+    missing or wrong signature; 400 for a malformed body, two ``X-Instaxwh-Key`` headers, or,
+    with ``max_age``, an event older than ``max_age``, dated in the future or without
+    ``createdAt``; 413 for a body over ``max_body``; 408 for a body not received within
+    ``body_timeout``; 409 while another delivery of the same event is being handled; 500 when
     ``on_event`` raised (so the sender retries: the failed event is not remembered); 503 when
     the dedupe store failed or answered ``claim`` with something that is not a
     :class:`~instax_async.ClaimResult` value (the sender retries rather than the event being
-    handled twice or dropped).
+    handled twice or dropped), and 503 with ``Retry-After`` when ``max_pending_bytes`` of
+    bodies are being received already.
+
+    Limits against unauthenticated floods: ``max_body`` (bytes, default
+    :data:`~instax_async.webhooks.RECEIVER_MAX_BODY`, 64 KiB), ``body_timeout`` (seconds from
+    the headers to the body's end, default
+    :data:`~instax_async.webhooks.RECEIVER_BODY_TIMEOUT`, 10 s) and ``max_pending_bytes`` (the
+    bytes of the bodies this receiver receives at once, each counted by its declared length or
+    ``max_body`` from before it is read until its delivery is answered; default
+    :data:`~instax_async.webhooks.RECEIVER_MAX_PENDING_BYTES`, 16 MiB, at least ``max_body``).
+    A body over :data:`VERIFY_OFF_LOOP_ABOVE` bytes is verified off the event loop.
 
     ``max_age`` (seconds or a ``timedelta``; ``None``, the default, is off) is passed to
     :func:`~instax_async.webhooks.verify`. With a store that remembers handled events for at
@@ -87,8 +140,10 @@ class WebhookReceiver:
         on_event: EventHandler,
         *,
         dedupe: DedupeStore | bool | None = None,
-        max_body: int = DEFAULT_MAX_BODY,
+        max_body: int = RECEIVER_MAX_BODY,
         max_age: float | timedelta | None = None,
+        body_timeout: float = RECEIVER_BODY_TIMEOUT,
+        max_pending_bytes: int = RECEIVER_MAX_PENDING_BYTES,
     ) -> None:
         if not isinstance(secret, str) or not secret:
             raise ValidationError(
@@ -103,6 +158,25 @@ class WebhookReceiver:
         if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
             raise ValidationError(
                 f"max_body: expected a number of bytes >= 1, got {max_body!r}", field="max_body"
+            )
+        if (
+            isinstance(body_timeout, bool)
+            or not isinstance(body_timeout, (int, float))
+            or not 0 < body_timeout < math.inf
+        ):
+            raise ValidationError(
+                f"body_timeout: expected a number of seconds > 0, got {body_timeout!r}",
+                field="body_timeout",
+            )
+        if (
+            isinstance(max_pending_bytes, bool)
+            or not isinstance(max_pending_bytes, int)
+            or max_pending_bytes < max_body
+        ):
+            raise ValidationError(
+                f"max_pending_bytes: expected a number of bytes >= max_body ({max_body}), "
+                f"got {max_pending_bytes!r}",
+                field="max_pending_bytes",
             )
         if dedupe is None or dedupe is True:
             store: DedupeStore | None = InMemoryDedupeStore()
@@ -123,6 +197,10 @@ class WebhookReceiver:
         self.max_body = max_body
         #: The oldest event accepted (``None``: any age), as a ``timedelta``.
         self.max_age = window
+        #: Seconds a body may take to arrive, from its headers to its end.
+        self.body_timeout = float(body_timeout)
+        self._budget = _Budget(max_pending_bytes)
+        self._too_large = Outcome(413, {"error": f"body over {max_body} bytes"})
         if window is not None and store is not None:
             _warn_if_forgotten_sooner(store, window)
 
@@ -130,8 +208,22 @@ class WebhookReceiver:
         name = getattr(self._on_event, "__name__", "?")
         return f"<WebhookReceiver on_event={name} dedupe={self._dedupe!r}>"
 
+    @property
+    def max_pending_bytes(self) -> int:
+        """The most bytes of bodies this receiver receives at once."""
+        return self._budget.limit
+
+    @property
+    def pending_bytes(self) -> int:
+        """The body bytes counted now against :attr:`max_pending_bytes`."""
+        return self._budget.used
+
     async def handle(self, body: bytes | None, signature: str | None) -> Outcome:
         """Handle one delivery. ``body`` is ``None`` when it was over ``max_body``.
+
+        For an adapter that has read the body itself (none of the flood limits but ``max_body``
+        apply; :meth:`receive` is the whole path). A body over :data:`VERIFY_OFF_LOOP_ABOVE`
+        bytes is verified on a worker thread.
 
         With OpenTelemetry, the delivery is a SERVER span ``instax.webhook.receive`` in which
         ``on_event`` runs, and counts in ``instax.webhooks.received`` by its answer's code.
@@ -139,23 +231,102 @@ class WebhookReceiver:
         :meth:`~instax_async._telemetry.Telemetry.idle`), no telemetry call is made.
         """
         outcome = await self._answer(body, signature)
-        if outcome is HANDLED or outcome is DUPLICATE:
-            return Outcome(outcome.status, dict(outcome.body))  # the caller's own
-        return outcome
+        # the caller's own, never one of the shared answers
+        return Outcome(outcome.status, dict(outcome.body), dict(outcome.headers))
 
-    async def _answer(self, body: bytes | None, signature: str | None, span: Any = None) -> Outcome:
+    async def receive(
+        self,
+        signatures: Sequence[str],
+        declared: int | None,
+        read: BodyReader,
+        *,
+        arrived: bool = False,
+    ) -> Outcome:
+        """Answer one HTTP delivery, reading its body only if it may be accepted.
+
+        ``signatures``: every ``X-Instaxwh-Key`` value of the request; ``declared``: its
+        ``Content-Length`` (``None`` without one); ``read``: reads the body (see
+        :data:`BodyReader`). Before any of the body is read: 400 for more than one signature
+        header, 413 for a declared length over ``max_body``, 401 for a missing or malformed
+        signature when the length is declared (as :func:`~instax_async.webhooks.verify` would
+        answer), and 503 with ``Retry-After`` when counting this body (its declared length, or
+        ``max_body``) would take the bodies being received over ``max_pending_bytes``. The
+        body then has ``body_timeout`` seconds to arrive (else 408); ``arrived``: the whole
+        body is buffered already, so ``read`` will not wait and no deadline needs arming (a
+        genuine webhook comes in one packet with its headers).
+
+        The answer may be the shared :data:`HANDLED` or :data:`DUPLICATE` (never to be
+        changed). An adapter closes the connection after answering a delivery whose body it has
+        not read to its end.
+        """
+        refusal = self._refusal_before_body(signatures, declared)
+        if refusal is not None:
+            return await self._answer(refusal, None)
+        hold = self._budget.hold(self.max_body if declared is None else declared)
+        if hold is None:
+            return await self._answer(_BUSY, None)
+        try:
+            if arrived:
+                body = await read(self.max_body)
+            else:
+                try:
+                    async with timeout(self.body_timeout):
+                        body = await read(self.max_body)
+                except TimeoutError:
+                    late = f"the body took over {self.body_timeout:g} s"
+                    return await self._answer(Outcome(408, {"error": late}), None)
+            return await self._answer(body, signatures[0] if signatures else None, hold=hold)
+        finally:
+            if not hold.handed_off:
+                hold.release()
+
+    def _refusal_before_body(
+        self, signatures: Sequence[str], declared: int | None
+    ) -> Outcome | None:
+        if len(signatures) > 1:
+            return _TWO_SIGNATURES
+        if declared is None:
+            return None  # the body's length decides between 413 and a signature's 401
+        if declared > self.max_body:
+            return self._too_large
+        signature = signatures[0] if signatures else None
+        if signature is None or len(signature.strip()) != 32:
+            # verify() checks the header before the body, so it refuses this one on an empty
+            # body exactly as it would on the body to come, whatever that holds.
+            try:
+                verify(b"", signature, self._secret)
+            except WebhookVerificationError as exc:
+                return Outcome(_STATUS_FOR_FAILURE[exc.reason], {"error": str(exc)})
+        return None
+
+    async def _answer(
+        self,
+        body: bytes | Outcome | None,
+        signature: str | None,
+        span: Any = None,
+        hold: _Hold | None = None,
+    ) -> Outcome:
         """:meth:`handle`, answering a handled delivery with the shared :data:`HANDLED` or
         :data:`DUPLICATE` (adapters answer those with text written once). Verification, the
         dedupe store and ``on_event`` run in this one coroutine, with no coroutine per step.
-        ``span``: the delivery's span, when :meth:`_traced` calls this within it.
+        ``body`` may be the :class:`Outcome` that refuses the delivery before its body was read
+        (logged and traced as a refusal). ``span``: the delivery's span, when :meth:`_traced`
+        calls this within it. ``hold``: the body's count against ``max_pending_bytes``, which
+        the worker thread releases instead when it verifies the body.
         """
         if span is None:
             tel = telemetry()
             if tel is not None and not tel.idle():
-                return await self._traced(tel, body, signature)
-        event = self._verified(body, signature, span)
+                return await self._traced(tel, body, signature, hold)
+        if type(body) is bytes and len(body) > VERIFY_OFF_LOOP_ABOVE:
+            event = await self._verified_off_loop(body, signature, hold)
+        else:
+            event = self._verified(body, signature)
         if isinstance(event, Outcome):
             return event
+        if span is not None:
+            span.set_attribute("instax.webhook.id", event.webhook_id)
+            span.set_attribute("instax.webhook.status", str(event.status))
         key = dedupe_key(event)
         store = self._dedupe
         if store is not None:
@@ -193,34 +364,105 @@ class WebhookReceiver:
             _log_answer(event, HANDLED)
         return HANDLED
 
-    async def _traced(self, tel: Any, body: bytes | None, signature: str | None) -> Outcome:
+    async def _traced(
+        self, tel: Any, body: bytes | Outcome | None, signature: str | None, hold: _Hold | None
+    ) -> Outcome:
         with tel.server_span("instax.webhook.receive") as span:
-            outcome = await self._answer(body, signature, span)
+            outcome = await self._answer(body, signature, span, hold)
             span.set_attribute("http.response.status_code", outcome.status)
             if outcome.status >= 500:
                 tel.fail(span, str(outcome.status))
         tel.webhooks.add(1, {"http.response.status_code": outcome.status})
         return outcome
 
-    def _verified(
-        self, body: bytes | None, signature: str | None, span: Any
+    async def _verified_off_loop(
+        self, body: bytes, signature: str | None, hold: _Hold | None
     ) -> WebhookEvent | Outcome:
-        """The verified event, or the :class:`Outcome` that refuses the delivery."""
+        job = _verifier().submit(self._verified, body, signature)
+        if hold is not None:
+            # Counted until the worker is done with the body, even if this delivery's task is
+            # cancelled meanwhile: the count bounds the bodies held, queued ones included.
+            hold.handed_off = True
+            job.add_done_callback(hold.release_soon(asyncio.get_running_loop()))
+        return await asyncio.wrap_future(job)
+
+    def _verified(
+        self, body: bytes | Outcome | None, signature: str | None
+    ) -> WebhookEvent | Outcome:
+        """The verified event, or the :class:`Outcome` that refuses the delivery (logged).
+        Runs on the worker thread for a large body: it touches nothing but its arguments."""
         if body is None:
-            logger.warning("webhook refused (413): body over %d bytes", self.max_body)
-            return Outcome(413, {"error": f"body over {self.max_body} bytes"})
+            body = self._too_large
+        if isinstance(body, Outcome):
+            logger.warning("webhook refused (%s): %s", body.status, body.body["error"])
+            return body
         try:
-            event = verify(
+            return verify(
                 body, signature, self._secret, max_body=self.max_body, max_age=self.max_age
             )
         except WebhookVerificationError as exc:
             status = _STATUS_FOR_FAILURE.get(exc.reason, 400)
             logger.warning("webhook refused (%s): %s", status, exc)
             return Outcome(status, {"error": str(exc)})
-        if span is not None:
-            span.set_attribute("instax.webhook.id", event.webhook_id)
-            span.set_attribute("instax.webhook.status", str(event.status))
-        return event
+
+
+class _Budget:
+    """The bytes of the bodies being received, bounded by ``limit``; changed on the event
+    loop's thread only."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def hold(self, size: int) -> _Hold | None:
+        """Count ``size`` bytes, or ``None`` if that would go over the limit."""
+        if self.used + size > self.limit:
+            return None
+        self.used += size
+        return _Hold(self, size)
+
+
+class _Hold:
+    """One body's bytes counted in a :class:`_Budget` until :meth:`release`."""
+
+    __slots__ = ("_budget", "_size", "handed_off")
+
+    def __init__(self, budget: _Budget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+        #: Whether the worker thread's job releases it (when done with the body).
+        self.handed_off = False
+
+    def release(self) -> None:
+        self._budget.used -= self._size
+
+    def release_soon(self, loop: asyncio.AbstractEventLoop) -> Callable[[object], None]:
+        """A job's done callback that releases this hold on ``loop``'s thread."""
+
+        def done(_job: object) -> None:
+            # A closed loop took its receiver's count with it: nothing left to release.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.release)
+
+        return done
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _verifier() -> ThreadPoolExecutor:
+    """The one worker thread that verifies large bodies, for every receiver of this process
+    (made anew in a forked child, where the parent's thread does not run)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="instax-webhook-verify")
+            _pool_pid = os.getpid()
+        return _pool
 
 
 #: The answer to a delivery handled now (shared: adapters check for it by identity).
@@ -228,6 +470,12 @@ HANDLED = Outcome(200, {"status": "ok"})
 #: The answer to a redelivery of an event handled before (shared, like :data:`HANDLED`).
 DUPLICATE = Outcome(200, {"status": "duplicate"})
 _NEW = ClaimResult.NEW
+_TWO_SIGNATURES = Outcome(400, {"error": f"more than one {SIGNATURE_HEADER} header"})
+_BUSY = Outcome(
+    503,
+    {"error": "too many webhook bodies are being received; retry later"},
+    {"Retry-After": str(BUSY_RETRY_AFTER)},
+)
 
 
 def _refused(answer: object) -> Outcome | None:

@@ -24,8 +24,13 @@ from datetime import timedelta
 from typing import Any
 
 from ..dedupe import DedupeStore
-from ..webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER
-from ._receiver import EventHandler, WebhookReceiver
+from ..webhooks import (
+    RECEIVER_BODY_TIMEOUT,
+    RECEIVER_MAX_BODY,
+    RECEIVER_MAX_PENDING_BYTES,
+    SIGNATURE_HEADER,
+)
+from ._receiver import EventHandler, Outcome, WebhookReceiver
 
 __all__ = ["WebhookApp", "webhook_app"]
 
@@ -35,6 +40,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _HEADER = SIGNATURE_HEADER.lower().encode("latin-1")
+_CLOSE = (b"connection", b"close")
 
 
 class WebhookApp:
@@ -52,36 +58,58 @@ class WebhookApp:
         if scope.get("method") != "POST":
             await _respond(send, 405, {"error": "use POST"}, [(b"allow", b"POST")])
             return
-        signature: str | None = None
+        signatures: list[str] = []
         declared: int | None = None
         for name, value in scope.get("headers", ()):
             lowered = name.lower()
             if lowered == _HEADER:
-                signature = value.decode("latin-1")
+                signatures.append(value.decode("latin-1"))
             elif lowered == b"content-length" and value.isdigit():
                 declared = int(value)
-        limit = self.receiver.max_body
-        body: bytes | None = None
-        if declared is None or declared <= limit:
-            body = await _read_body(receive, limit)
-        outcome = await self.receiver._answer(body, signature)
-        await _respond(send, outcome.status, outcome.body)
+        body = _Body(receive)
+        outcome = await self.receiver.receive(signatures, declared, body.read)
+        await _respond_with(send, outcome, close=not body.complete)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+class _Body:
+    """Reads a request's body from ASGI ``receive``, and remembers whether it read it all."""
+
+    __slots__ = ("_receive", "complete")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        #: The whole body was read (or the client is gone): the connection may be kept.
+        self.complete = False
+
+    async def read(self, limit: int) -> bytes | None:
+        """The body, or ``None`` as soon as it is over ``limit`` bytes."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.complete = True
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                self.complete = True
+                return b"".join(chunks)
+
+
+async def _respond_with(send: Send, outcome: Outcome, close: bool) -> None:
+    """Send ``outcome``; ``close``: ask the server to close the connection after it (ASGI
+    servers do on ``Connection: close``), as the rest of the body was not read."""
+    extra = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in outcome.headers.items()
+    ]
+    if close:
+        extra.append(_CLOSE)
+    await _respond(send, outcome.status, outcome.body, extra)
 
 
 async def _respond(
@@ -105,14 +133,30 @@ def webhook_app(
     on_event: EventHandler,
     *,
     dedupe: DedupeStore | bool | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
+    max_body: int = RECEIVER_MAX_BODY,
     max_age: float | timedelta | None = None,
+    body_timeout: float = RECEIVER_BODY_TIMEOUT,
+    max_pending_bytes: int = RECEIVER_MAX_PENDING_BYTES,
 ) -> WebhookApp:
     """An ASGI app with the same contract as the aiohttp ``webhook_handler``.
 
     The same keywords: ``dedupe`` (a store, ``None`` for in-memory, ``False`` for none),
-    ``max_body`` and ``max_age`` (refuse events older than it, by their ``createdAt``).
+    ``max_age`` (refuse events older than it, by their ``createdAt``), and the limits against
+    floods: ``max_body`` (default 64 KiB; 413), ``body_timeout`` (default 10 s; 408) and
+    ``max_pending_bytes`` (default 16 MiB of bodies received at once; 503 with
+    ``Retry-After``). An answer given before the body was read to its end carries
+    ``Connection: close``, on which ASGI servers close the connection. The server buffers
+    some of each request before the app runs: see the server settings in the production
+    guide.
     """
     return WebhookApp(
-        WebhookReceiver(secret, on_event, dedupe=dedupe, max_body=max_body, max_age=max_age)
+        WebhookReceiver(
+            secret,
+            on_event,
+            dedupe=dedupe,
+            max_body=max_body,
+            max_age=max_age,
+            body_timeout=body_timeout,
+            max_pending_bytes=max_pending_bytes,
+        )
     )

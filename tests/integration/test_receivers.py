@@ -21,7 +21,13 @@ from instax_async import ClaimResult, InMemoryDedupeStore, ValidationError, Webh
 from instax_async.integrations._receiver import Outcome, WebhookReceiver
 from instax_async.integrations.aiohttp import webhook_handler
 from instax_async.integrations.asgi import webhook_app
-from instax_async.webhooks import SIGNATURE_HEADER, sign
+from instax_async.webhooks import (
+    RECEIVER_BODY_TIMEOUT,
+    RECEIVER_MAX_BODY,
+    RECEIVER_MAX_PENDING_BYTES,
+    SIGNATURE_HEADER,
+    sign,
+)
 
 SECRET = "receiver-secret"
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "signatures.json").read_text())
@@ -457,3 +463,354 @@ async def test_a_failing_handler_without_dedupe_is_500(receiver: Any) -> None:
     post = await receiver(Recorder(fail_times=1), dedupe=False)
     assert (await post(BODY, signed()))[0] == 500
     assert (await post(BODY, signed()))[0] == 200
+
+
+# -- two signature headers: refused, whichever of them is right -----------------------------
+
+
+@pytest.mark.parametrize("order", ["right first", "right last"])
+async def test_two_signature_headers_are_400_and_call_nothing(receiver: Any, order: str) -> None:
+    recorder = Recorder()
+    post = await receiver(recorder)
+    keys = [KEY, "0" * 32] if order == "right first" else ["0" * 32, KEY]
+    headers = [(SIGNATURE_HEADER, key) for key in keys]
+    status, answer = await post(BODY, headers)
+    assert (status, answer) == (400, {"error": f"more than one {SIGNATURE_HEADER} header"})
+    # the same value twice is no better
+    assert (await post(BODY, [(SIGNATURE_HEADER, KEY), (SIGNATURE_HEADER, KEY)]))[0] == 400
+    assert recorder.events == []
+
+
+# -- limits against floods, through a real aiohttp server and the ASGI app ------------------
+
+
+def test_the_flood_limits_default_to_64_kib_10_s_and_16_mib() -> None:
+    for receiver in (
+        WebhookReceiver(SECRET, Recorder()),
+        webhook_handler(SECRET, Recorder()).receiver,  # type: ignore[attr-defined]
+        webhook_app(SECRET, Recorder()).receiver,
+    ):
+        assert receiver.max_body == RECEIVER_MAX_BODY == 64 * 1024
+        assert receiver.body_timeout == RECEIVER_BODY_TIMEOUT == 10
+        assert receiver.max_pending_bytes == RECEIVER_MAX_PENDING_BYTES == 16 * 1024 * 1024
+        assert receiver.pending_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("keywords", "field"),
+    [
+        ({"body_timeout": 0}, "body_timeout"),
+        ({"body_timeout": -1}, "body_timeout"),
+        ({"body_timeout": float("inf")}, "body_timeout"),
+        ({"body_timeout": float("nan")}, "body_timeout"),
+        ({"body_timeout": True}, "body_timeout"),
+        ({"body_timeout": "10"}, "body_timeout"),
+        ({"max_pending_bytes": 1000, "max_body": 1001}, "max_pending_bytes"),
+        ({"max_pending_bytes": 2**20 + 0.5}, "max_pending_bytes"),
+        ({"max_pending_bytes": False}, "max_pending_bytes"),
+    ],
+)
+def test_bad_flood_limits_are_refused_when_the_receiver_is_built(
+    keywords: dict[str, Any], field: str
+) -> None:
+    for build in (WebhookReceiver, webhook_handler, webhook_app):
+        with pytest.raises(ValidationError, match=field) as info:
+            build(SECRET, Recorder(), **keywords)  # type: ignore[operator]
+        assert info.value.field == field
+
+
+async def _raw(port: int, request: bytes, *, then: bytes = b"") -> tuple[bytes, bytes, bool]:
+    """Send ``request`` on a new connection (``then`` after the answer): the answer's head and
+    body, and whether the server closed the connection after it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(
+        next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")).split(
+            b":"
+        )[1]
+    )
+    body = await reader.readexactly(length)
+    try:
+        writer.write(then)
+        closed = await asyncio.wait_for(reader.read(1), 2) == b""
+    except ConnectionError:
+        closed = True
+    except asyncio.TimeoutError:
+        closed = False
+    writer.close()
+    return head, body, closed
+
+
+def _request(body: bytes, key: str | None, *, length: int | None = None) -> bytes:
+    head = b"POST /hook HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n" % (
+        len(body) if length is None else length
+    )
+    if key is not None:
+        head += f"{SIGNATURE_HEADER}: {key}\r\n".encode()
+    return head + b"\r\n" + body
+
+
+@pytest.fixture
+async def aiohttp_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """Start ``webhook_handler`` with the given keywords on a real server: its port."""
+    servers: list[TestServer] = []
+
+    async def start(on_event: Any, **kwargs: Any) -> int:
+        app = web.Application()
+        app.router.add_post("/hook", webhook_handler(SECRET, on_event, **kwargs))
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        assert server.port is not None
+        return server.port
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+async def test_aiohttp_refuses_without_reading_and_closes_only_then(
+    aiohttp_server: Any,
+) -> None:
+    recorder = Recorder()
+    port = await aiohttp_server(recorder, max_body=1000)
+    # no signature, body still to come: 401 at once (as verify words it), connection closed
+    head, body, closed = await _raw(port, _request(b"", None, length=500))
+    assert head.startswith(b"HTTP/1.1 401 ") and b"Connection: close" in head
+    assert json.loads(body) == {"error": f"the {SIGNATURE_HEADER} header is missing"}
+    assert closed
+    head, body, closed = await _raw(port, _request(b"", "not-hex", length=500))
+    assert head.startswith(b"HTTP/1.1 401 ") and b"32 hex digits" in body and closed
+    # declared over max_body: 413 before any of it is read, connection closed
+    head, _, closed = await _raw(port, _request(b"x" * 10, KEY, length=5000))
+    assert head.startswith(b"HTTP/1.1 413 ") and closed
+    # a body read to its end keeps the connection, whatever the answer
+    head, _, closed = await _raw(port, _request(BODY, "0" * 32), then=_request(BODY, KEY))
+    assert head.startswith(b"HTTP/1.1 401 ") and not closed
+    head, _, closed = await _raw(port, _request(BODY, KEY), then=_request(BODY, KEY))
+    assert head.startswith(b"HTTP/1.1 200 ") and not closed
+    assert len(recorder.events) == 1
+
+
+async def test_aiohttp_answers_503_with_retry_after_when_max_pending_bytes_are_being_read(
+    aiohttp_server: Any,
+) -> None:
+    recorder = Recorder()
+    port = await aiohttp_server(recorder, max_body=len(BODY), max_pending_bytes=2 * len(BODY))
+    # two deliveries send half their body and stall: their declared lengths fill the budget
+    stalled = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = _request(BODY, KEY)
+        writer.write(request[: len(request) - len(BODY) // 2])
+        stalled.append((reader, writer, request[len(request) - len(BODY) // 2 :]))
+    await asyncio.sleep(0.2)
+    head, body, _ = await _raw(port, _request(BODY, KEY))
+    assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5" in head
+    assert b"retry later" in body
+    # the stalled ones finish: answered, and their bytes no longer count
+    for reader, writer, rest in stalled:
+        writer.write(rest)
+        assert (await reader.readline()).startswith(b"HTTP/1.1 ")
+        writer.close()
+    assert (await _raw(port, _request(BODY, KEY)))[0].startswith(b"HTTP/1.1 200 ")
+
+
+async def test_aiohttp_chunked_body_over_max_body_is_413_and_closed(aiohttp_server: Any) -> None:
+    port = await aiohttp_server(Recorder(), max_body=100)
+    request = (
+        b"POST /hook HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        + f"{SIGNATURE_HEADER}: {KEY}\r\n\r\n".encode()
+        + b"c8\r\n"
+        + b"x" * 200
+        + b"\r\n"
+    )
+    head, _, closed = await _raw(port, request)
+    assert head.startswith(b"HTTP/1.1 413 ") and closed
+
+
+class AsgiCall:
+    """One call of the ASGI app with a scripted ``receive``: what it sent."""
+
+    def __init__(self, messages: list[dict[str, Any]], stall: bool = False) -> None:
+        self.messages = messages
+        self.stall = stall
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.messages:
+            if self.stall:
+                await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}  # pragma: no cover - not reached
+        return self.messages.pop(0)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        return dict(self.sent[0]["headers"])
+
+
+def _scope(body_length: int | None, keys: list[str]) -> dict[str, Any]:
+    headers = [(SIGNATURE_HEADER.encode(), key.encode()) for key in keys]
+    if body_length is not None:
+        headers.append((b"content-length", str(body_length).encode()))
+    return {"type": "http", "method": "POST", "headers": headers}
+
+
+async def test_asgi_asks_to_close_the_connection_only_when_the_body_was_not_read() -> None:
+    recorder = Recorder()
+    app = webhook_app(SECRET, recorder, max_body=1000, max_pending_bytes=2000)
+    whole = [{"type": "http.request", "body": BODY, "more_body": False}]
+    cases = [
+        (_scope(len(BODY), [KEY]), whole, 200, False),
+        (_scope(len(BODY), ["0" * 32]), whole, 401, False),
+        (_scope(500, []), [], 401, True),  # refused before the body: never read
+        (_scope(5000, [KEY]), [], 413, True),
+        (_scope(None, [KEY]), [{"type": "http.request", "body": b"x" * 1001}], 413, True),
+        (_scope(len(BODY), [KEY, KEY]), [], 400, True),
+    ]
+    for scope, messages, status, close in cases:
+        call = AsgiCall(list(messages))
+        await app(scope, call.receive, call.send)
+        assert call.status == status, (scope, call.sent)
+        assert (call.headers.get(b"connection") == b"close") is close, (scope, call.sent)
+    assert len(recorder.events) == 1
+
+
+async def test_asgi_answers_503_with_retry_after_and_408_when_the_body_is_late() -> None:
+    app = webhook_app(SECRET, Recorder(), max_body=1000, max_pending_bytes=1500, body_timeout=0.2)
+    first = AsgiCall([], stall=True)  # declares 1000 bytes, sends none of them
+    pending = asyncio.ensure_future(app(_scope(1000, [KEY]), first.receive, first.send))
+    await asyncio.sleep(0.05)
+    assert app.receiver.pending_bytes == 1000
+    second = AsgiCall([])
+    await app(_scope(600, [KEY]), second.receive, second.send)
+    assert second.status == 503 and second.headers[b"retry-after"] == b"5"
+    assert second.headers[b"connection"] == b"close"
+    await pending
+    assert first.status == 408 and first.headers[b"connection"] == b"close"
+    assert b"0.2 s" in first.sent[1]["body"]
+    assert app.receiver.pending_bytes == 0
+
+
+async def test_pending_bytes_are_released_whatever_ends_the_delivery() -> None:
+    recorder = Recorder()
+    receiver = WebhookReceiver(SECRET, recorder, max_body=100_000, body_timeout=0.2)
+
+    def reading(body: bytes | None = None, error: BaseException | None = None) -> Any:
+        async def read(limit: int) -> bytes | None:
+            assert receiver.pending_bytes > 0  # counted while being read
+            if error is not None:
+                raise error
+            if body is None:
+                await asyncio.sleep(3600)
+            return body
+
+        return read
+
+    large = b'{"pad": "' + b"x" * 50_000 + b'"}'
+    answers = [
+        await receiver.receive([KEY], len(BODY), reading(BODY)),
+        await receiver.receive([KEY], None, reading(BODY)),
+        await receiver.receive([KEY], len(large), reading(large)),  # verified off the loop
+        await receiver.receive(["0" * 32], None, reading(None)),  # too slow
+        await receiver.receive(["0" * 32], 10, reading(b"{}" * 5)),
+    ]
+    assert [answer.status for answer in answers] == [200, 200, 401, 408, 400]
+    with pytest.raises(ConnectionResetError):
+        await receiver.receive([KEY], 10, reading(error=ConnectionResetError()))
+    assert receiver.pending_bytes == 0
+    assert len(recorder.events) == 1
+
+
+async def test_a_body_cancelled_while_verified_off_the_loop_counts_until_the_worker_is_done() -> (
+    None
+):
+    receiver = WebhookReceiver(SECRET, Recorder(), max_body=400_000)
+    costly = b'{"a":[' + b",".join([b"0.10"] * 60_000) + b"]}"
+
+    async def read(limit: int) -> bytes:
+        return costly
+
+    tasks = [
+        asyncio.ensure_future(receiver.receive(["0" * 32], len(costly), read)) for _ in range(3)
+    ]
+    await asyncio.sleep(0.01)  # the three are with the worker: one running, two queued
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert receiver.pending_bytes > 0  # the running one still holds its body
+    for _ in range(500):
+        if receiver.pending_bytes == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert receiver.pending_bytes == 0
+
+
+async def test_handle_verifies_a_large_body_off_the_loop_and_answers_outcomes_of_its_own() -> None:
+    recorder = Recorder()
+    receiver = WebhookReceiver(SECRET, recorder, max_body=200_000)
+    payload = json.loads(BODY)
+    payload["pad"] = "x" * 100_000
+    large = json.dumps(payload).encode()
+    assert await receiver.handle(large, sign(large, SECRET)) == Outcome(200, {"status": "ok"})
+    refused = await receiver.handle(None, KEY)
+    assert refused == Outcome(413, {"error": "body over 200000 bytes"})
+    refused.body.clear()
+    assert (await receiver.handle(None, KEY)).body == {"error": "body over 200000 bytes"}
+    assert len(recorder.events) == 1
+
+
+async def test_aiohttp_clients_that_hang_up_are_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Right after the head (refused before the body: 413, 401), or halfway through the body:
+    # nothing is handled, nothing is logged at ERROR (no traceback per client), nothing stays
+    # counted against max_pending_bytes.
+    caplog.set_level(logging.ERROR)
+    recorder = Recorder()
+    handler = webhook_handler(SECRET, recorder, max_body=10_000)
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    # web.run_app's runner: handlers are not cancelled when their client leaves (TestServer's
+    # are), so the handler itself sees the connection go.
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    receiver = handler.receiver  # type: ignore[attr-defined]
+
+    async def settled(done: Callable[[], bool]) -> None:
+        for _ in range(500):
+            if done():
+                return
+            await asyncio.sleep(0.01)
+
+    async def hang_up(request: bytes, reading: bool) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        if reading:
+            await settled(lambda: receiver.pending_bytes > 0)  # the body is being read
+        writer.transport.abort()
+        await settled(lambda: receiver.pending_bytes == 0)
+
+    requests = [
+        (_request(b"", KEY, length=50_000), False),
+        (_request(b"", None, length=500), False),
+        (_request(BODY[:100], KEY, length=len(BODY)), True),
+    ]
+    for request, reading in requests * 5:
+        await hang_up(request, reading)
+    assert receiver.pending_bytes == 0
+    await asyncio.sleep(0.1)
+    await runner.cleanup()
+    assert recorder.events == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
