@@ -30,6 +30,7 @@ from . import (
     instructions,
     poller,
     session_create,
+    transport_state,
     webhook_floods,
     webhook_receiver,
     webhook_verify,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         webhook_receiver,
         webhook_floods,
         poller,
+        transport_state,
     )
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
