@@ -614,8 +614,8 @@ class _WaitProgress:
 
 async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
     """Poll until the payout has a hash or failed, telling the user what happens."""
-    from .polling import PollOptions, is_transient, poll
-    from .retry import RetryPolicy
+    from .polling import PollOptions, poll
+    from .retry import RetryPolicy, is_transient
 
     loop = asyncio.get_running_loop()
     now = loop.time

@@ -21,7 +21,6 @@ from . import _poll_defaults as poll_defaults
 from ._compat import timeout as timeout_scope
 from ._lifecycle import AsyncResource
 from ._poll_defaults import check_id
-from ._retry_rules import RETRYABLE_GET_STATUSES, RETRYABLE_POST_STATUSES, parse_retry_after
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -35,6 +34,12 @@ from .errors import (
 )
 from .models import PaymentSession
 from .payloads import SessionRequest
+from .retry import (
+    RETRYABLE_GET_STATUSES,
+    RETRYABLE_POST_STATUSES,
+    RetryPolicy,
+    parse_retry_after,
+)
 from .serialization import get_converter, loads
 from .transports.base import (
     Request,
@@ -51,7 +56,6 @@ if TYPE_CHECKING:
     from ._telemetry import Telemetry
     from .models import BlockchainStatus, SessionStatus
     from .polling import Clock, PollOptions
-    from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "NOT_GIVEN", "AsyncSession", "EventHook"]
 
@@ -1043,8 +1047,6 @@ def _raise_clean(error: InstaxError) -> NoReturn:
 
 
 def _check_retry(retry: object, max_retries: object) -> RetryPolicy:
-    from .retry import RetryPolicy  # built with the first client, not on import
-
     if retry is not None and max_retries is not None:
         raise ValidationError(
             "max_retries: give either retry=RetryPolicy(...) or max_retries=n, not both",

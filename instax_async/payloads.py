@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import attr  # the library ``attrs`` re-exports; see models.py
 
+from ._frozen import Frozen
 from .errors import ValidationError
-from .models import _Compared
 from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "PaymentMethod",
     "SessionRequest",
     "ToCurrency",
+    "WIRE_FIELDS",
     "to_amount_decimal",
 ]
 
@@ -322,7 +323,7 @@ _setattr_of = object.__setattr__.__get__
 
 
 @attr.frozen(kw_only=True, init=False, repr=False, eq=False)
-class SessionRequest(_Compared):
+class SessionRequest(Frozen):
     """What to ask InstaXchange for when creating a payment session.
 
     Build one with :meth:`sending` or :meth:`receiving`; the constructor applies the same rules.
@@ -542,7 +543,7 @@ class SessionRequest(_Compared):
         Amounts stay ``Decimal``; the client writes them as exact JSON numbers.
         """
         payload: dict[str, Any] = {}
-        for field, key in _WIRE_FIELDS:
+        for field, key in WIRE_FIELDS:
             value = getattr(self, field)
             if value is not None:
                 payload[key] = value.value if isinstance(value, OpenStrEnum) else value
@@ -560,13 +561,14 @@ def _check_optional(optional: dict[str, Any], computed_amount: str) -> None:
         )
 
 
-# Wire order: direction first, then currencies and amounts, then the optional fields.
-_WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
+#: ``(field, wire key)`` of each field a request sends, in wire order: direction first, then
+#: currencies and amounts, then the optional fields.
+WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (f.name, wire_name(f)) for f in attr.fields(SessionRequest) if f.name != "allow_unlisted"
 )
 
 # The keys as ``to_json`` writes them (quoted, with the colon), and all the values in one call.
-_WIRE_KEYS: tuple[str, ...] = tuple(encode_str(key) + ":" for _, key in _WIRE_FIELDS)
+_WIRE_KEYS: tuple[str, ...] = tuple(encode_str(key) + ":" for _, key in WIRE_FIELDS)
 _wire_values: Callable[[SessionRequest], tuple[Any, ...]] = operator.attrgetter(
-    *(name for name, _ in _WIRE_FIELDS)
+    *(name for name, _ in WIRE_FIELDS)
 )

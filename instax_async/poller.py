@@ -35,9 +35,8 @@ from .polling import (
     _describe,
     _number,
     check_id,
-    is_transient,
-    retry_after,
 )
+from .retry import is_transient, retry_after
 
 __all__ = ["RATE_CATCH_UP", "RATE_MARGIN", "BlockchainPoller"]
 

@@ -9,8 +9,9 @@ nothing above it: the client and the poller import it, never the other way round
   ``interval``, then ``interval * backoff``, ``interval * backoff**2``, … capped at
   ``max_interval``; each wait is shortened by a random part of up to 20 % (jitter), so polls
   started together drift apart and no wait is longer than asked for.
-- Transient failures (connection errors, timeouts, 408, 429, 5xx) are tried again on the same
-  schedule; a ``Retry-After`` on a 429 or 503 is honoured (the poll waits at least that long).
+- Transient failures (:func:`instax_async.retry.is_transient`: connection errors, timeouts,
+  408, 429, 5xx but 501 and 505) are tried again on the same schedule; a ``Retry-After`` on
+  a 429 or 503 is honoured (the poll waits at least that long).
   Any other error is raised.
 - ``timeout`` is one deadline across every attempt and every wait. Each attempt may take only
   the time left, and no wait reaches past the deadline: when the next attempt would come too
@@ -32,15 +33,8 @@ from typing import TypeVar
 import attrs
 
 from ._poll_defaults import BACKOFF, INTERVAL, MAX_INTERVAL, TIMEOUT, check_id
-from ._retry_rules import parse_retry_after
-from .errors import (
-    APIConnectionError,
-    APIStatusError,
-    PollTimeoutError,
-    RateLimitError,
-    ResponseTooLargeError,
-    ValidationError,
-)
+from .errors import PollTimeoutError, ValidationError
+from .retry import is_transient, retry_after
 
 __all__ = ["POLL_DEFAULTS", "PollOptions", "check_id", "poll"]
 
@@ -134,27 +128,6 @@ class PollOptions:
 #: The defaults of every ``poll_…`` / ``wait_for_…`` method and of ``BlockchainPoller``: the
 #: keywords those take are spelled out for their users, with their defaults and checks here.
 POLL_DEFAULTS = PollOptions()
-
-
-# -- what is transient ---------------------------------------------------------------------
-
-
-def is_transient(error: BaseException) -> bool:
-    """True for failures a poll tries again: connection errors, timeouts, 408, 429 and 5xx."""
-    if isinstance(error, APIConnectionError):
-        return True
-    if isinstance(error, ResponseTooLargeError):
-        return False  # whatever its status: the same server would send the same body again
-    return isinstance(error, APIStatusError) and (error.status in (408, 429) or error.status >= 500)
-
-
-def retry_after(error: BaseException) -> float | None:
-    """The server's ``Retry-After`` hint carried by a 429 or 503 error, in seconds."""
-    if isinstance(error, RateLimitError):
-        return error.retry_after
-    if isinstance(error, APIStatusError) and error.status == 503:
-        return parse_retry_after(error.headers)
-    return None
 
 
 def _brief(status: object) -> object:

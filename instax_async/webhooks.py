@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import jsjson
+from ._validate import check_count
 from .errors import ValidationError, WebhookVerificationError
 from .models import WebhookEvent
 from .serialization import MAX_JSON_DEPTH, dumps, get_converter, structure_json
@@ -193,10 +194,7 @@ def verify(
     window = None if max_age is None else _max_age(max_age)
     if now is not None:
         _check_now(now)
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
-        raise ValidationError(
-            f"max_body: expected a number of bytes >= 0, got {max_body!r}", field="max_body"
-        )
+    check_count("max_body", max_body, expected="a number of bytes >= 0")
     if not isinstance(secret, str) or not secret:
         raise _failure(
             VerificationFailure.NO_SECRET,

@@ -36,7 +36,8 @@ from instax_async import (
     ValidationError,
 )
 from instax_async.poller import RATE_CATCH_UP, RATE_MARGIN, _send_spacing
-from instax_async.polling import PollOptions, is_transient, poll, retry_after
+from instax_async.polling import PollOptions, poll
+from instax_async.retry import is_transient, retry_after
 from instax_async.serialization import MAX_JSON_DEPTH
 
 NO_RETRY = RetryPolicy(max_retries=0)

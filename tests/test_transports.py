@@ -27,7 +27,7 @@ from instax_async import (
     SessionRequest,
     ValidationError,
 )
-from instax_async.polling import is_transient
+from instax_async.retry import is_transient
 from instax_async.transports.base import (
     INFLATE_STEP,
     SECRET_HEADERS,
