@@ -32,7 +32,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from decimal import Decimal
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from aiohttp import web
 
@@ -42,6 +42,7 @@ from ._version import __version__
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     InstaxError,
     PollTimeoutError,
@@ -49,6 +50,9 @@ from .errors import (
     WebhookVerificationError,
 )
 from .models import BlockchainStatus, WebhookEvent
+
+if TYPE_CHECKING:
+    from .polling import PollAttempt
 
 __all__ = ["main"]
 
@@ -546,13 +550,14 @@ class _WaitProgress:
     def _elapsed(self) -> str:
         return f"{self.clock() - self.started:.0f} s"
 
-    def _polls(self) -> str:
+    def poll_count(self) -> str:
+        """``1 poll``, ``2 polls``: the polls made so far."""
         return f"{self.polls} poll{'' if self.polls == 1 else 's'}"
 
     def line(self) -> str:
         """The live line's text."""
         text = f"waiting for {self.tx_id}: {self.status or 'no answer yet'}, "
-        text += f"{self._elapsed()}, {self._polls()}"
+        text += f"{self._elapsed()}, {self.poll_count()}"
         if self.failing_since is not None:
             text += f", unreachable for {self.clock() - self.failing_since:.0f} s"
         return text
@@ -587,7 +592,7 @@ class _WaitProgress:
             if self.live:
                 self.redraw()
             else:
-                self._say(f"{self.tx_id}: {shown} (after {self._elapsed()}, {self._polls()})")
+                self._say(f"{self.tx_id}: {shown} (after {self._elapsed()}, {self.poll_count()})")
 
     def failed(self, started: float, error: InstaxError, *, again: bool = True) -> None:
         """A poll failed; a connection failure starts or continues a run of them."""
@@ -614,16 +619,8 @@ class _WaitProgress:
 
 async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
     """Poll until the payout has a hash or failed, telling the user what happens."""
-    from .polling import PollOptions, poll
-    from .retry import RetryPolicy, is_transient
-
     loop = asyncio.get_running_loop()
     now = loop.time
-    options = PollOptions(
-        interval=args.interval,
-        max_interval=max(30.0, args.interval),
-        timeout=args.wait_timeout,
-    )
     live = sys.stderr is not None and sys.stderr.isatty()
     progress = _WaitProgress(args.tx_id, sys.stderr or io.StringIO(), live=live, clock=now)
     limit = args.unreachable_timeout
@@ -640,50 +637,35 @@ async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
             f"last error: {progress.last_error}"
         )
 
-    # One attempt per poll: the poll engine decides every wait itself.
-    async with _client(args, retry=RetryPolicy(max_retries=0)) as client:
+    def on_attempt(attempt: PollAttempt[BlockchainStatus]) -> None:
+        progress.poll_started()
+        if attempt.status is not None:
+            progress.answered(attempt.status)
+            return
+        error = attempt.error
+        assert isinstance(error, InstaxError)  # a failed attempt carries its transient error
+        if isinstance(error, APITimeoutError) and attempt.elapsed >= args.wait_timeout - 0.01:
+            return  # the attempt ran into the deadline of the whole wait: not a failed poll
+        last = isinstance(error, APIConnectionError) and unreachable_too_long()
+        progress.failed(now() - attempt.duration, error, again=not last)
+        if last:
+            raise give_up()
+        # While the API is unreachable, the next poll comes no later than the limit, so the
+        # give-up falls on it: the last try is made at --unreachable-timeout.
+        if progress.failing_since is not None and attempt.next_wait is not None:
+            until_limit = max(0.0, progress.failing_since + limit - now())
+            attempt.next_wait = min(attempt.next_wait, until_limit)
 
-        async def fetch(left: float) -> BlockchainStatus:
-            started = progress.poll_started()
-            try:
-                async with timeout_scope(left):
-                    status = await client.blockchain_status(args.tx_id)
-            except (TimeoutError, asyncio.TimeoutError):
-                # the attempt ran into the deadline of the whole wait
-                raise PollTimeoutError(f"no answer within {left:.1f} s") from None
-            except InstaxError as exc:
-                if not is_transient(exc):
-                    raise  # the poll ends with it: main reports it once
-                last = isinstance(exc, APIConnectionError) and unreachable_too_long()
-                progress.failed(started, exc, again=not last)
-                if last:
-                    raise give_up() from None
-                raise
-            progress.answered(status)
-            return status
-
-        async def pace(wait: float) -> None:
-            # While the API is unreachable, the next poll comes no later than the limit, so
-            # the give-up falls on it: the last try is made at --unreachable-timeout.
-            if progress.failing_since is not None:
-                wait = min(wait, max(0.0, progress.failing_since + limit - now()))
-            await asyncio.sleep(wait)
-
+    async with _client(args) as client:
         ticker = loop.create_task(progress.tick()) if live else None
-        final: BlockchainStatus | None = None
         try:
-            async with contextlib.aclosing(
-                poll(
-                    fetch,
-                    stop=lambda status: status.is_final,
-                    options=options,
-                    subject=f"blockchain hash for {args.tx_id}",
-                    sleep=pace,
-                    clock=now,
-                )
-            ) as updates:
-                async for final in updates:  # noqa: B007 - the last status is the answer
-                    pass
+            return await client.wait_for_blockchain_status(
+                args.tx_id,
+                interval=args.interval,
+                max_interval=max(30.0, args.interval),
+                timeout=args.wait_timeout,
+                on_attempt=on_attempt,
+            )
         except PollTimeoutError:
             if unreachable_too_long():
                 raise give_up() from None
@@ -692,7 +674,7 @@ async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
                 seen += f"; last error: {progress.last_error}"
             raise CommandFailed(
                 f"instax: gave up waiting for {progress.tx_id} after {args.wait_timeout:g} s "
-                f"(--wait-timeout; {progress._polls()}): {seen}"
+                f"(--wait-timeout; {progress.poll_count()}): {seen}"
             ) from None
         finally:
             if ticker is not None:
@@ -700,8 +682,6 @@ async def _wait_for_hash(args: argparse.Namespace) -> BlockchainStatus:
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
             progress.finish()
-    assert final is not None  # a poll ends normally only after yielding its final status
-    return final
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

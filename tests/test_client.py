@@ -247,13 +247,13 @@ async def test_retry_after_is_honoured_and_capped() -> None:
 
     calls, handler = counting([ok(status=429, headers={"Retry-After": "7"}), ok()])
     client = client_with(handler)
-    client._sleep = fake_sleep
+    client.requester.sleep = fake_sleep
     await client.create_session(REQUEST)
     assert slept == [7.0]
 
     calls, handler = counting([ok(status=429, headers={"Retry-After": "120"}), ok()])
     client = client_with(handler)
-    client._sleep = fake_sleep
+    client.requester.sleep = fake_sleep
     with pytest.raises(RateLimitError) as info:
         await client.create_session(REQUEST)
     assert info.value.retry_after == 120.0

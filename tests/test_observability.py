@@ -371,7 +371,7 @@ async def headers_seen_per_call(
     hooks = {"request": [tenant_key]}
     client = AsyncSession(base_url=url, api_key=API_KEY, retry=FAST, event_hooks=hooks)
     if not traced:  # the path without OpenTelemetry, whatever an earlier test configured
-        client._telemetry = None
+        client.requester.telemetry = None
     async with client:
         token = TENANT.set("sk_live_tenant_acme")
         try:
@@ -461,7 +461,7 @@ async def test_with_options_replaces_only_what_is_given() -> None:
         handler, timeout=10.0, event_hooks={"request": [lambda r: hook_calls.append("orig")]}
     )
     patient = original.with_options(timeout=60.0, max_retries=5)
-    assert patient._retry.max_retries == 5 and original._retry == FAST
+    assert patient.requester.retry.max_retries == 5 and original.requester.retry == FAST
     patient.event_hooks["request"].append(lambda r: hook_calls.append("copy"))
     await original.create_session(REQUEST)
     await patient.create_session(REQUEST)
@@ -469,7 +469,7 @@ async def test_with_options_replaces_only_what_is_given() -> None:
     assert hook_calls == ["orig", "orig", "copy"]  # the copy's hooks are its own list
     quiet = original.with_options(event_hooks=None, retry=RetryPolicy(max_retries=1))
     assert quiet.event_hooks == {"request": [], "response": []}
-    assert quiet._retry.max_retries == 1 and quiet._timeout == 10.0
+    assert quiet.requester.retry.max_retries == 1 and quiet.requester.timeout == 10.0
     assert repr(quiet) == repr(original)
     with pytest.raises(ValidationError):
         original.with_options(timeout=None)  # type: ignore[arg-type]

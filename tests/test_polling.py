@@ -87,8 +87,8 @@ def make_client(
     kwargs.setdefault("retry", NO_RETRY)
     client = AsyncSession(base_url="http://api.test", transport=MockTransport(handler), **kwargs)
     if fake is not None:
-        client._sleep = fake.sleep
-        client._clock = fake.clock
+        client.requester.sleep = fake.sleep
+        client.requester.clock = fake.clock
     return client
 
 
@@ -423,7 +423,7 @@ async def test_an_oversleep_past_the_deadline_ends_the_poll_before_another_reque
         fake.now += seconds + 100.0  # a loaded machine wakes up far too late
 
     async with make_client(handler, fake) as client:
-        client._sleep = oversleep
+        client.requester.sleep = oversleep
         with pytest.raises(PollTimeoutError) as caught:
             await client.wait_for_blockchain_hash("wd_1", timeout=10.0)
     assert len(seen) == 1 and isinstance(caught.value.__cause__, ServerError)
@@ -525,7 +525,7 @@ async def test_cancelling_a_wait_stops_it_and_sends_nothing_after(fake: FakeTime
         await asyncio.sleep(3600)
 
     async with make_client(handler, fake) as client:
-        client._sleep = slow_sleep
+        client.requester.sleep = slow_sleep
         task = asyncio.create_task(client.wait_for_blockchain_hash("wd_1"))
         await gate.wait()
         task.cancel()
@@ -1215,20 +1215,43 @@ async def test_among_due_watches_the_oldest_is_polled_first(fake: FakeTime) -> N
     assert done == ["a", "b", "c"]
 
 
-def test_every_poll_method_defaults_to_poll_options_defaults() -> None:
+def test_every_poll_method_takes_the_options_spelled_once() -> None:
+    """The pacing keywords are PollOptions' fields, typed once (PollPacing) with PollOptions'
+    defaults in their documentation; every poll method takes them as ``**options``."""
     import inspect
+    import re
+
+    import attrs
 
     from instax_async import AsyncSession, BlockchainPoller
-    from instax_async.polling import POLL_DEFAULTS
-
-    methods = (
-        AsyncSession.poll_blockchain_status,
-        AsyncSession.wait_for_blockchain_hash,
-        AsyncSession.poll_session_status,
-        AsyncSession.wait_for_session,
-        BlockchainPoller.__init__,
+    from instax_async.polling import (
+        POLL_DEFAULTS,
+        BlockchainPollOptions,
+        PollPacing,
+        SessionPollOptions,
     )
-    for method in methods:
-        parameters = inspect.signature(method).parameters
-        for name in ("interval", "max_interval", "backoff", "timeout"):
-            assert parameters[name].default == getattr(POLL_DEFAULTS, name), (method, name)
+
+    pacing = set(PollPacing.__annotations__)
+    assert pacing == set(attrs.fields_dict(PollOptions))
+    for typed in (BlockchainPollOptions, SessionPollOptions):
+        assert set(typed.__annotations__) == pacing | {"until", "on_attempt"}
+    source = inspect.getsource(PollPacing)
+    for name in pacing:
+        documented = re.search(rf"{name}: float\n +\"\"\"[^\"]*?\(default\s+``([0-9.]+)``", source)
+        assert documented and float(documented[1]) == getattr(POLL_DEFAULTS, name), name
+    methods = {
+        AsyncSession.poll_blockchain_status: "BlockchainPollOptions",
+        AsyncSession.wait_for_blockchain_status: "BlockchainPollOptions",
+        AsyncSession.wait_for_blockchain_hash: "BlockchainPollOptions",
+        AsyncSession.poll_session_status: "SessionPollOptions",
+        AsyncSession.wait_for_session_status: "SessionPollOptions",
+        AsyncSession.wait_for_session: "SessionPollOptions",
+        BlockchainPoller.__init__: "PollPacing",
+    }
+    for method, typed in methods.items():
+        [options] = [
+            parameter
+            for parameter in inspect.signature(method).parameters.values()
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD
+        ]
+        assert options.annotation == f"Unpack[{typed}]", method

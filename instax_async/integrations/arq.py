@@ -556,7 +556,7 @@ class _Slice:
         if session is None:
             session = AsyncSession()
         try:
-            status = await session.wait_for_blockchain_hash(
+            status = await session.wait_for_blockchain_status(
                 self.tx_id,
                 interval=job["interval"],
                 max_interval=job["max_interval"],

@@ -198,7 +198,7 @@ async def test_only_the_codings_the_transport_undoes_are_asked_for(
     assert (await client.blockchain_status("echo-accept-encoding")).status == "gzip, deflate"
     url = f"{base_url}/utils/blockchain-status?txId=echo-accept-encoding"
     own = Request("GET", url, {"accept-encoding": "identity"}, b"", 5.0)
-    response = await client._transport.send(own)
+    response = await client.requester.shared.transport.send(own)
     assert b'"status": "identity"' in response.content
 
 

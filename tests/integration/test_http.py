@@ -198,7 +198,7 @@ async def test_get_retry_rules_seen_at_the_server(start_server: StartServer) -> 
     app.router.add_get("/probe", handle)
     base_url = await start_server(app)
     async with AsyncSession(base_url=base_url, retry=FAST) as client:
-        response = await client._send("GET", f"{base_url}/probe", idempotent=True)
+        response = await client.requester.send("GET", f"{base_url}/probe", idempotent=True)
     assert response.status == 200
     assert len(attempts) == 3
 
@@ -223,7 +223,7 @@ async def test_default_transport_is_created_lazily_and_closed(start_server: Star
     app, _ = recording_app()
     base_url = await start_server(app)
     client = AsyncSession(base_url=base_url)
-    transport = client._transport
+    transport = client.requester.shared.transport
     assert isinstance(transport, AiohttpTransport)
     assert transport._session is None
     assert "owned" in repr(transport)
