@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin, get
 
 import attr  # the library ``attrs`` re-exports; see models.py
 
-from ._nesting import MAX_JSON_DEPTH, _too_deep
+from ._nesting import MAX_JSON_DEPTH, too_deep
 from .errors import ValidationError
 
 if TYPE_CHECKING:
@@ -326,7 +326,7 @@ def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
             )
         elif _is_open_union(tp) and str in inner:
             enum_cls = next(a for a in inner if a is not str)
-            namespace[f"members{index}"] = enum_cls._value2member_map_
+            namespace[f"members{index}"] = {member.value: member for member in enum_cls}
             lines += [
                 f"    if {value} is not None:",
                 f"        if type({value}) is not str: raise UNEXPECTED",
@@ -585,7 +585,7 @@ def loads(content: bytes | str) -> Any:
     if content.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", content, 0)
     # a text of 2 * MAX_JSON_DEPTH characters or fewer cannot nest deeper
-    if len(content) > 2 * MAX_JSON_DEPTH and _too_deep(content, MAX_JSON_DEPTH):
+    if len(content) > 2 * MAX_JSON_DEPTH and too_deep(content, MAX_JSON_DEPTH):
         raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return _decoder.decode(content)

@@ -132,13 +132,13 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
                 field="payload",
             )
         try:
-            obj, how = jsjson._loads_for_verifying(payload)
+            obj, how = jsjson.loads_for_verifying(payload)
         except ValueError as exc:
             raise ValidationError(f"payload: not valid JSON ({exc})", field="payload") from None
         if not isinstance(obj, dict):
             raise ValidationError("payload: the JSON must be an object", field="payload")
         try:
-            base = jsjson._signing_string_base_and_value(
+            base = jsjson.signing_string_base_and_value(
                 obj, secret, how, payload, want_value=False
             )[1]
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
@@ -223,7 +223,7 @@ def verify(
         )
     try:
         try:
-            obj, how = jsjson._loads_for_verifying(raw)
+            obj, how = jsjson.loads_for_verifying(raw)
         except ValueError as exc:
             raise _failure(
                 VerificationFailure.INVALID_BODY,
@@ -232,7 +232,7 @@ def verify(
         if not isinstance(obj, dict):
             raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
         try:
-            signed, base, value = jsjson._signing_string_base_and_value(obj, secret, how, raw)
+            signed, base, value = jsjson.signing_string_base_and_value(obj, secret, how, raw)
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
             raise _failure(
                 VerificationFailure.INVALID_BODY,

@@ -474,8 +474,8 @@ def test_the_depth_check_measures_what_the_parser_builds(
 ) -> None:
     text = json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)
     expected = _depth(value) > limit
-    assert jsjson._too_deep(text, limit) is expected
-    assert jsjson._too_deep(text.encode("utf-8"), limit) is expected
+    assert jsjson.too_deep(text, limit) is expected
+    assert jsjson.too_deep(text.encode("utf-8"), limit) is expected
 
 
 def test_stringify_refuses_values_nested_over_the_limit() -> None:
@@ -570,8 +570,8 @@ def _check_against_node(signer: NodeSigner, body: str, secret: str) -> None:
 
 def _verify_path(body: bytes, secret: str) -> tuple[bytes, Any]:
     """The signature base and the event's value as ``webhooks.verify`` computes them."""
-    obj, signed = jsjson._loads_for_verifying(body)
-    text, base, value = jsjson._signing_string_base_and_value(obj, secret, signed, body)
+    obj, signed = jsjson.loads_for_verifying(body)
+    text, base, value = jsjson.signing_string_base_and_value(obj, secret, signed, body)
     return base, json.loads(text, parse_float=Decimal) if value is None else value
 
 
@@ -757,7 +757,7 @@ def test_huge_exponents_match_node(node_signer: NodeSigner, numbers: list[str]) 
 
 def test_malformed_text_is_left_to_the_parser() -> None:
     text = '"' + "[" * 200 + '"' + "]" * 5 + "[" * 5  # brackets that never pair up
-    assert jsjson._too_deep(text, MAX_JSON_DEPTH) is False
+    assert jsjson.too_deep(text, MAX_JSON_DEPTH) is False
     with pytest.raises(ValueError):
         loads(text)
 
@@ -948,8 +948,8 @@ def test_long_integers_in_a_large_body_are_read_as_javascript_holds_them() -> No
 
 def test_bytes_like_bodies_are_read_like_bytes() -> None:
     body = b'{"a":[1.5,2,"x"]}'
-    expected = jsjson._loads_for_verifying(body)
-    assert jsjson._loads_for_verifying(bytearray(body)) == expected
-    assert jsjson._loads_for_verifying(memoryview(body)) == expected
+    expected = jsjson.loads_for_verifying(body)
+    assert jsjson.loads_for_verifying(bytearray(body)) == expected
+    assert jsjson.loads_for_verifying(memoryview(body)) == expected
     with pytest.raises(ValueError, match="BOM"):
-        jsjson._loads_for_verifying("\ufeff".encode() + body)
+        jsjson.loads_for_verifying("\ufeff".encode() + body)

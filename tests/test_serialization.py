@@ -161,7 +161,7 @@ def test_loads_turns_a_recursion_error_into_value_error(monkeypatch: pytest.Monk
     import instax_async.serialization as serialization
 
     # no depth check of its own: the C parser's recursion limit is what stops it
-    monkeypatch.setattr(serialization, "_too_deep", lambda text, limit: False)
+    monkeypatch.setattr(serialization, "too_deep", lambda text, limit: False)
     with pytest.raises(ValueError, match="nested"):
         loads(b"[" * 100_000)
 
