@@ -43,8 +43,8 @@ import aiohttp
 import httpx
 
 from instax_async import AsyncSession, SessionRequest
+from instax_async._protocol import user_agent
 from instax_async._telemetry import telemetry
-from instax_async.client import user_agent
 from instax_async.serialization import dumps
 
 from ._util import median, percentile
