@@ -10,11 +10,11 @@ import operator
 from itertools import accumulate, count
 from typing import Final
 
-#: Every JSON the SDK reads (API responses, webhook bodies, the sandbox's requests) is refused
-#: as invalid beyond it. Real bodies nest a handful of levels; 128 leaves ample room while
-#: keeping every recursive step (parsing, ``JSON.stringify``, the model converter) far from
-#: Python's recursion limit, however deep the caller's own stack already is.
 MAX_JSON_DEPTH: Final = 128
+"""Every JSON the SDK reads (API responses, webhook bodies, the sandbox's requests) is refused
+as invalid beyond it. Real bodies nest a handful of levels; 128 leaves ample room while
+keeping every recursive step (parsing, ``JSON.stringify``, the model converter) far from
+Python's recursion limit, however deep the caller's own stack already is."""
 
 
 # Every byte except the five that shape the nesting: deleted before the depth is measured.

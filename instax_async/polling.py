@@ -45,6 +45,7 @@ from .retry import is_transient, retry_after
 if TYPE_CHECKING:
     from .models import BlockchainStatus, SessionStatus
 
+# The engine (poll, poll_options) serves the SDK's own methods: not in __all__, not public.
 __all__ = [
     "POLL_DEFAULTS",
     "BlockchainPollOptions",
@@ -52,8 +53,6 @@ __all__ = [
     "PollOptions",
     "PollPacing",
     "SessionPollOptions",
-    "poll",
-    "poll_options",
 ]
 
 logger = logging.getLogger("instax_async")
@@ -162,8 +161,8 @@ class PollOptions(Frozen):
         return current * (1.0 - JITTER * rand()), min(self.max_interval, current * self.backoff)
 
 
-#: The defaults of every ``poll_…`` / ``wait_for_…`` method and of ``BlockchainPoller``.
 POLL_DEFAULTS = PollOptions()
+"""The defaults of every ``poll_…`` / ``wait_for_…`` method and of ``BlockchainPoller``."""
 
 _PACING = frozenset(attr.fields_dict(PollOptions))
 _CALLBACKS = ("until", "on_attempt")

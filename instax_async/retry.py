@@ -31,22 +31,22 @@ from ._frozen import Frozen
 from ._validate import check_count, check_number
 from .errors import APIConnectionError, APIStatusError, RateLimitError, ResponseTooLargeError
 
+# RetryPolicy is defined here and exported (and documented) by instax_async.
 __all__ = [
     "RETRYABLE_GET_STATUSES",
     "RETRYABLE_POST_STATUSES",
     "TRANSIENT_STATUSES",
-    "RetryPolicy",
     "is_transient",
     "parse_retry_after",
     "retry_after",
 ]
 
-#: The statuses worth asking again: 408, 429 and every 5xx but 501 and 505.
 TRANSIENT_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
-#: The statuses a GET (an idempotent request) retries: the transient ones.
+"""The statuses worth asking again: 408, 429 and every 5xx but 501 and 505."""
 RETRYABLE_GET_STATUSES = TRANSIENT_STATUSES
-#: The statuses after which a request that is not idempotent cannot have been processed.
+"""The statuses a GET (an idempotent request) retries: the transient ones."""
 RETRYABLE_POST_STATUSES = frozenset({429, 503})
+"""The statuses after which a request that is not idempotent cannot have been processed."""
 
 
 def is_transient(error: BaseException) -> bool:

@@ -30,18 +30,14 @@ from .errors import ValidationError
 if TYPE_CHECKING:
     import cattrs
 
+# The public names; the others (the converter's hooks, OpenStrEnum, wire_name …) serve the
+# SDK's own modules.
 __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_NUMBER_DIGITS",
-    "OpenStrEnum",
-    "converter",  # noqa: F822 - made on first access, see __getattr__
     "dumps",
     "get_converter",
-    "encode_decimal",
-    "encode_str",
     "loads",
-    "parse_datetime",
-    "wire_name",
 ]
 
 
@@ -369,11 +365,11 @@ _dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_n
 encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _decoder = json.JSONDecoder(parse_float=Decimal)
 
-#: How many digits a ``Decimal``'s exponent may make its plain notation take: 4,300, the limit
-#: Python sets for an ``int`` (``sys.int_info.default_max_str_digits``). :func:`dumps` refuses a
-#: ``Decimal`` of 10**4300 or more in magnitude, or below 10**-4299 (but 0), which would take more:
-#: ``Decimal("1E+999999999")`` takes a few bytes, but a billion digits written out.
 MAX_NUMBER_DIGITS: Final = 4300
+"""How many digits a ``Decimal``'s exponent may make its plain notation take: 4,300, the limit
+Python sets for an ``int`` (``sys.int_info.default_max_str_digits``). :func:`dumps` refuses a
+``Decimal`` of 10**4300 or more in magnitude, or below 10**-4299 (but 0), which would take more:
+``Decimal("1E+999999999")`` takes a few bytes, but a billion digits written out."""
 _MIN_ADJUSTED: Final = -MAX_NUMBER_DIGITS
 
 

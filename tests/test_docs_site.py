@@ -29,6 +29,9 @@ CHROMIUM = os.environ.get("INSTAX_CHROMIUM", "/usr/bin/chromium")
 DOCUMENTED_MODULES = [
     "instax_async",
     "instax_async.webhooks",
+    "instax_async.polling",
+    "instax_async.retry",
+    "instax_async.serialization",
     "instax_async.integrations.aiohttp",
     "instax_async.integrations.asgi",
     "instax_async.integrations.redis",
