@@ -234,10 +234,14 @@ class AsyncSession(AsyncResource):
                 field="request",
             )
         requester = self._requester
-        direction = {"instax.amount_direction": str(request.amount_direction)}
-        with requester.call("instax.create_session", direction) as span:
+        direction = request.amount_direction
+        with requester.call("instax.create_session", "instax.amount_direction", direction) as span:
             response = await requester.send(
-                "POST", self._session_url, request.to_json(), idempotent=False
+                "POST",
+                self._session_url,
+                request.to_json(),
+                idempotent=False,
+                spans=span is not None,
             )
             session = protocol.payment_session_from(response, self._base_url)
             if span is not None:
@@ -268,8 +272,9 @@ class AsyncSession(AsyncResource):
         """
         tx_id = check_id(tx_id, "tx_id")
         url = protocol.blockchain_status_url(self._base_url, tx_id)
-        with self._requester.call("instax.blockchain_status", {"instax.tx.id": tx_id}):
-            response = await self._requester.send("GET", url, idempotent=True)
+        requester = self._requester
+        with requester.call("instax.blockchain_status", "instax.tx.id", tx_id) as span:
+            response = await requester.send("GET", url, idempotent=True, spans=span is not None)
             return protocol.blockchain_status_from(tx_id, response)
 
     def poll_blockchain_status(
@@ -365,8 +370,9 @@ class AsyncSession(AsyncResource):
         (<SessionStatusValue.COMPLETED: 'completed'>, Decimal('49.12'))
         """
         url = self._session_status_url(session_id)
-        with self._requester.call("instax.session_status", {"instax.session.id": session_id}):
-            response = await self._requester.send("GET", url, idempotent=True)
+        requester = self._requester
+        with requester.call("instax.session_status", "instax.session.id", session_id) as span:
+            response = await requester.send("GET", url, idempotent=True, spans=span is not None)
             return protocol.session_status_from(response)
 
     def poll_session_status(
