@@ -27,7 +27,10 @@ import pytest
 from aiohttp import web
 
 from instax_async import APIConnectionError, __version__
-from instax_async.cli import _Interrupted, _run, _WaitProgress, main
+from instax_async.cli import main
+from instax_async.cli._core import Interrupted as _Interrupted
+from instax_async.cli._core import run as _run
+from instax_async.cli._payments import WaitProgress as _WaitProgress
 from instax_async.sandbox import Sandbox, SandboxConfig
 from instax_async.webhooks import sign
 
@@ -788,12 +791,12 @@ def test_non_utf8_arguments_as_a_process() -> None:
 def test_an_unexpected_error_is_one_line_unless_debugging(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import instax_async.cli as cli
+    import instax_async.cli._webhooks as cli_webhooks
 
     def explode(args: Any) -> int:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli, "_cmd_webhook_sign", explode)
+    monkeypatch.setattr(cli_webhooks, "cmd_sign", explode)
     code, _, err = run_main(["webhook", "sign", "--secret", "s", "/dev/null"], capsys)
     assert code == 1 and err.startswith("instax: unexpected RuntimeError: kaboom (a bug in ")
     assert_one_line(err)
@@ -815,7 +818,11 @@ def test_quieting_stdout_copes_with_odd_streams(monkeypatch: pytest.MonkeyPatch)
 def test_argument_types() -> None:
     from argparse import ArgumentTypeError
 
-    from instax_async.cli import _count, _fraction, _port, _seconds, _seconds_or_zero
+    from instax_async.cli._core import count as _count
+    from instax_async.cli._core import fraction as _fraction
+    from instax_async.cli._core import port as _port
+    from instax_async.cli._core import seconds as _seconds
+    from instax_async.cli._core import seconds_or_zero as _seconds_or_zero
 
     assert (_seconds("1.5"), _seconds_or_zero("0"), _seconds_or_zero("2")) == (1.5, 0.0, 2.0)
     assert (_fraction("0"), _fraction("0.25"), _fraction("1")) == (0.0, 0.25, 1.0)
@@ -899,11 +906,11 @@ async def test_session_status_with_a_sparse_answer(
 def test_an_interrupt_anywhere_exits_130_quietly(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import instax_async.cli as cli
+    import instax_async.cli._webhooks as cli_webhooks
 
     def interrupted(args: Any) -> int:
         raise KeyboardInterrupt  # e.g. Ctrl-C while reading a body from the terminal
 
-    monkeypatch.setattr(cli, "_cmd_webhook_sign", interrupted)
+    monkeypatch.setattr(cli_webhooks, "cmd_sign", interrupted)
     code, out, err = run_main(["webhook", "sign", "--secret", "s", "/dev/null"], capsys)
     assert (code, out, err) == (130, "", "")

@@ -106,7 +106,9 @@ async def test_demo_reports_a_failing_step(
 async def test_demo_reports_a_missing_webhook(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli_module, "DEMO_SECRET", "not-the-receivers-secret")
+    from instax_async.cli import _demo
+
+    monkeypatch.setattr(_demo, "DEMO_SECRET", "not-the-receivers-secret")
     from instax_async.sandbox import app as sandbox_app
 
     original = sandbox_app.sign
