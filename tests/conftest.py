@@ -9,6 +9,10 @@ import pytest
 from aiohttp import web
 from hypothesis import settings
 
+from tests.redis_fixtures import redis_client, redis_url
+
+__all__ = ["StartServer", "redis_client", "redis_url"]
+
 # The machine running the suite is shared and its speed varies: hypothesis's per-example
 # deadline (200 ms) would turn a slow moment into a failure that says nothing about the code.
 settings.register_profile("instax", deadline=None)

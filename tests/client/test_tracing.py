@@ -190,7 +190,7 @@ async def test_a_poll_that_times_out_is_an_error_span(
 async def test_a_hooks_header_change_reaches_its_own_attempt_only_when_traced(
     otel: tuple[InMemorySpanExporter, InMemoryMetricReader], start_server: StartServer
 ) -> None:
-    from tests.test_observability import HEADERS_PER_CALL, headers_seen_per_call
+    from tests.client.test_observability import HEADERS_PER_CALL, headers_seen_per_call
 
     exporter, _ = otel
     assert await headers_seen_per_call(start_server, traced=True) == HEADERS_PER_CALL

@@ -401,7 +401,7 @@ HEADERS_PER_CALL = [
 async def test_a_hooks_header_change_reaches_its_own_attempt_only(
     start_server: StartServer,
 ) -> None:
-    # with tracing: tests/integration/test_tracing.py
+    # with tracing: tests/client/test_tracing.py
     assert await headers_seen_per_call(start_server, traced=False) == HEADERS_PER_CALL
 
 

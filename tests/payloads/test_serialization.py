@@ -262,7 +262,7 @@ def test_structure_json_builds_what_the_converter_builds(data: dict[str, Any]) -
 
 def test_structure_json_builds_the_documented_event_without_the_converter() -> None:
     body = json.loads(
-        (Path(__file__).parent / "vectors" / "signatures.json").read_text(encoding="utf-8")
+        (Path(__file__).parent.parent / "vectors" / "signatures.json").read_text(encoding="utf-8")
     )[0]["body"]
     data = json.loads(body, parse_float=Decimal)
     assert structure_json(data, WebhookEvent) == converter.structure(data, WebhookEvent)

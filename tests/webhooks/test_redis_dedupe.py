@@ -26,7 +26,7 @@ from instax_async.sandbox.events import webhook_payload
 from instax_async.serialization import dumps
 from instax_async.webhooks import SIGNATURE_HEADER, dedupe_key, parse, sign
 from tests.conftest import StartServer
-from tests.integration.redis_fixtures import RedisServer, free_port, redis_server_binary
+from tests.redis_fixtures import RedisServer, free_port, redis_server_binary
 
 SECRET = "redis-receiver-secret"
 

@@ -16,12 +16,12 @@ import pytest
 
 from instax_async.sandbox import SandboxConfig
 from tests.doc_fixtures import BackgroundSandbox, page_fixtures
-from tests.integration.redis_fixtures import redis_url
 from tests.markdown_blocks import Page, blocks, defines_tests
+from tests.redis_fixtures import redis_url
 
 __all__ = ["redis_url"]  # a fixture the Redis section asks for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.glob("**/*.md"))]

@@ -54,7 +54,7 @@ from aiohttp import web  # noqa: E402
 from instax_async.integrations.aiohttp import webhook_handler  # noqa: E402
 from instax_async.webhooks import sign  # noqa: E402
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "signatures.json").read_text())
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "signatures.json").read_text())
 DOC = next(v for v in VECTORS if v["name"] == "documented_completed")
 
 

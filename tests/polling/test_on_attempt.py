@@ -17,7 +17,7 @@ from instax_async import (
     ValidationError,
 )
 from instax_async.polling import PollAttempt
-from tests.test_polling import DONE, PENDING, FakeTime, answer, make_client, scripted
+from tests.polling.test_poller import DONE, PENDING, FakeTime, answer, make_client, scripted
 
 
 @pytest.fixture

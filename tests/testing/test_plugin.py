@@ -20,7 +20,7 @@ from instax_async.testing import WebhookRecorder, make_webhook, plugin
 from instax_async.testing.plugin import SANDBOX_TEST_DEFAULTS, _sandbox_config
 
 SECRET = "whsec_unit"
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "signatures.json").read_text())
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "signatures.json").read_text())
 DOCUMENTED = {v["name"]: json.loads(v["body"]) for v in VECTORS if v["name"].startswith("doc")}
 
 

@@ -33,7 +33,7 @@ from instax_async.jsjson import (
     stringify,
 )
 
-VECTOR_DIR = Path(__file__).parent / "vectors"
+VECTOR_DIR = Path(__file__).parent.parent / "vectors"
 VECTOR_FILE = VECTOR_DIR / "signatures.json"
 NODE = shutil.which("node")
 

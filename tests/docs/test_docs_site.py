@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference.md"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("INSTAX_CHROMIUM", "/usr/bin/chromium")
@@ -170,7 +170,7 @@ async def served_site(site: Path) -> AsyncIterator[str]:
 @pytest.mark.parametrize("page", ["getting-started", "reference"])
 async def test_the_rendered_page(served_site: str, page: str) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
-    from tests.integration.test_browser import CHROMIUM_ARGS
+    from tests.sandbox.test_browser import CHROMIUM_ARGS
 
     async with playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(

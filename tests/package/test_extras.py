@@ -72,7 +72,9 @@ def test_only_the_extras_own_modules_are_translated() -> None:
     with extra_required("redis"):
         pass  # nothing missing: nothing raised
     with (
-        pytest.raises(MissingExtraError, match=r"^tests\.test_extras needs 'redis', ") as missing,
+        pytest.raises(
+            MissingExtraError, match=r"^tests\.package\.test_extras needs 'redis', "
+        ) as missing,
         extra_required("redis"),
     ):
         raise ModuleNotFoundError("No module named 'redis.asyncio'", name="redis.asyncio")

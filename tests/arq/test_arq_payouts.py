@@ -30,9 +30,9 @@ from instax_async.integrations.arq import (
     watch_payout,
 )
 from instax_async.sandbox import Sandbox, SandboxConfig
-from tests.integration import arq_callbacks
+from tests.arq import arq_callbacks
 
-CALLBACKS = "tests.integration.arq_callbacks"
+CALLBACKS = "tests.arq.arq_callbacks"
 ON_HASH = f"{CALLBACKS}:record_hash"
 ON_FAILURE = f"{CALLBACKS}:record_failure"
 # fast enough for tests: slices of 0.3 s polling every 0.05 s
@@ -395,7 +395,7 @@ async def test_bad_callback_paths_fail_the_job_before_any_poll(
     tx_id = await new_payout(sandbox, client)
     pool = await make_pool()
     for path in (
-        "tests.integration.nowhere:f",
+        "tests.arq.nowhere:f",
         f"{CALLBACKS}:missing",
         f"{CALLBACKS}:NOT_CALLABLE",
     ):

@@ -40,7 +40,7 @@ from instax_async.webhooks import (
 )
 
 VECTORS: list[dict[str, str]] = json.loads(
-    (Path(__file__).parent / "vectors" / "signatures.json").read_text(encoding="utf-8")
+    (Path(__file__).parent.parent / "vectors" / "signatures.json").read_text(encoding="utf-8")
 )
 BY_NAME = {v["name"]: v for v in VECTORS}
 COMPLETED = BY_NAME["documented_completed"]["body"].encode()
@@ -661,7 +661,7 @@ def test_numbers_match_what_node_reads() -> None:
     )
     assert NODE is not None
     node_text = subprocess.run(
-        [NODE, "-e", script, str(Path(__file__).parent / "vectors" / "node_sign.js")],
+        [NODE, "-e", script, str(Path(__file__).parent.parent / "vectors" / "node_sign.js")],
         input=body.encode(),
         capture_output=True,
         check=True,

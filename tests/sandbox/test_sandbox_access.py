@@ -1,7 +1,7 @@
 """Who the sandbox answers: its own hosts only (DNS rebinding), writes from its own origin only.
 
 Every request is real loopback HTTP with the headers a browser would send (or an attacker's page
-would make it send); tests/integration/test_browser.py replays the attacks in Chromium.
+would make it send); tests/sandbox/test_browser.py replays the attacks in Chromium.
 """
 
 from __future__ import annotations
