@@ -28,6 +28,20 @@ if "instax_async.testing.plugin" not in sys.modules:
 
 StartServer = Callable[[web.Application], Awaitable[str]]
 
+# What a test needs beyond this process, as markers (registered in pyproject.toml); each of them
+# also makes the test "slow", so that ``pytest -m "not slow"`` is the quick loop. Redis is found
+# by the fixtures a test asks for; the others are marked where the tests are.
+_SLOW_MARKERS = ("redis", "browser", "node", "subprocess")
+_REDIS_FIXTURES = {"redis_url", "redis_client"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
+        if any(item.get_closest_marker(name) for name in _SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:

@@ -25,6 +25,7 @@ async def test_demo_creates_both_sessions_and_prints_links(
     assert "demo ok" in capsys.readouterr().out
 
 
+@pytest.mark.subprocess
 def test_demo_as_a_subprocess() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "instax_async", "demo"],
@@ -323,6 +324,7 @@ def test_session_create_names_the_option_at_fault(
     assert "from_amount" not in err and "to_amount" not in err
 
 
+@pytest.mark.subprocess
 def test_sandbox_command_serves_and_logs_each_request(tmp_path: Path) -> None:
     import signal
     import urllib.request

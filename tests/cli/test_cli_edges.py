@@ -301,6 +301,7 @@ def test_sandbox_on_a_busy_port_says_so_in_one_line(
     assert_one_line(err)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("port", ["99999", "BUSY"])
 def test_sandbox_bad_port_as_a_process_leaves_no_warning(port: str, busy_port: int) -> None:
     result = subprocess.run(
@@ -520,6 +521,7 @@ def test_wait_progress_line_while_unreachable() -> None:
     )
 
 
+@pytest.mark.subprocess
 async def test_wait_in_a_terminal_process_shows_time_and_polls() -> None:
     """A real terminal (a pty) on stderr: the line moves at least once a second."""
     # the hash comes with the 7th poll: about 4 s at --interval 0.2 growing by 1.5
@@ -580,6 +582,7 @@ async def _closed_pipe_run(argv: list[str], keep_lines: int) -> tuple[int, bytes
     return proc.returncode, kept, err
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("keep_lines", [0, 1], ids=["closed-at-once", "head-1"])
 async def test_a_closed_pipe_ends_session_create_quietly(keep_lines: int) -> None:
     async with Sandbox() as sandbox:
@@ -589,6 +592,7 @@ async def test_a_closed_pipe_ends_session_create_quietly(keep_lines: int) -> Non
     assert kept.startswith(b"ps_") or keep_lines == 0
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("argv", "keep_lines"),
     [(["demo"], 1), (["--help"], 0), (["webhook", "sign", "--secret", "s"], 0)],
@@ -631,6 +635,7 @@ def test_a_closed_pipe_in_this_process_is_quiet(
         broken.close()
 
 
+@pytest.mark.subprocess
 async def test_ctrl_c_during_wait_exits_130_quietly() -> None:
     async with Sandbox(SandboxConfig(confirmation_polls=100_000)) as sandbox:
         tx = (await sandbox.complete(await _session(sandbox)))["withdraw_tx_id"]
@@ -679,6 +684,7 @@ def test_run_turns_sigint_into_interrupted() -> None:
         _run(cancelled())
 
 
+@pytest.mark.subprocess
 def test_closed_stdin_gets_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [
@@ -763,6 +769,7 @@ def test_webhook_files_too_large_or_not_files(
     assert code == 2 and err.startswith(f"instax: cannot read {tmp_path}: ")
 
 
+@pytest.mark.subprocess
 def test_output_an_encoding_cannot_show(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "demo"],
@@ -776,6 +783,7 @@ def test_output_an_encoding_cannot_show(tmp_path: Path) -> None:
     assert result.stderr == b""
 
 
+@pytest.mark.subprocess
 def test_non_utf8_arguments_as_a_process() -> None:
     result = subprocess.run(
         [*CLI, "status", b"wd_\xff", "--base-url", "http://127.0.0.1:9"],

@@ -271,6 +271,7 @@ async def test_a_lone_surrogate_is_shown_escaped_in_both_outputs(
     assert "0x\\ud800abc" in out and strict_json(out)["hash"] == "0x\ud800abc"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("argv", "code"),
     [(CREATE, 0), (["status", "boom"], 1), ([*CREATE, "--json"], 0)],

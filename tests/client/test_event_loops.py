@@ -124,6 +124,7 @@ _TWO_RUNS = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("transport", ["default", "passed"])
 def test_one_client_in_successive_asyncio_runs_leaves_nothing_unclosed(transport: str) -> None:
     done = subprocess.run(

@@ -495,6 +495,7 @@ async def test_closing_a_copy_keeps_the_shared_transport_open(start_server: Star
 # -- INSTAX_LOG ------------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_instax_log_attaches_a_stderr_handler_in_a_fresh_process() -> None:
     code = (
         "import asyncio, json\n"

@@ -323,6 +323,7 @@ def test_an_exception_escaping_a_span_is_recorded_without_its_message(
         assert span.status.status_code is StatusCode.ERROR and span.status.description is None
 
 
+@pytest.mark.subprocess
 def test_without_the_api_installed_nothing_is_imported() -> None:
     code = (
         "import sys\n"
@@ -431,6 +432,7 @@ async def test_the_poller_counts_its_watches(
         assert watching() == before  # finished, and the rest cancelled on close
 
 
+@pytest.mark.subprocess
 def test_with_the_api_and_no_sdk_context_and_baggage_still_propagate() -> None:
     """No SDK configured: requests skip the no-op spans, but a valid span context or baggage in
     the caller's context still travels, and an SDK set later records spans at once."""

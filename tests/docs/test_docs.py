@@ -67,6 +67,7 @@ def test_the_docs_show_how_to_test_with_the_sandbox() -> None:
     assert TEST_EXAMPLE_PAGES
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("mode", ["strict", "auto"])
 @pytest.mark.parametrize(
     "path", TEST_EXAMPLE_PAGES, ids=[str(p.relative_to(ROOT)) for p in TEST_EXAMPLE_PAGES]

@@ -69,6 +69,7 @@ def test_the_reference_documents_every_public_name(module: str, name: str) -> No
     assert docstring is not None and docstring.value.strip(), f"{module}.{name} has no docstring"
 
 
+@pytest.mark.subprocess
 def test_read_the_docs_builds_the_site_as_make_docs_does() -> None:
     # The "Documentation" URL is a Read the Docs site: it must build the same configuration,
     # as strictly, with the docs extra's tools, on a Python that extra supports.
@@ -118,6 +119,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield site_dir
 
 
+@pytest.mark.subprocess
 def test_the_site_builds_strictly_with_every_page(site: Path) -> None:
     for page in [
         "getting-started",
@@ -163,6 +165,8 @@ async def served_site(site: Path) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+@pytest.mark.browser
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM),
     reason=f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)",

@@ -29,6 +29,7 @@ else:
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("module", "blocked", "extra"),
     [
@@ -52,6 +53,7 @@ def test_a_missing_extra_names_the_pip_line(module: str, blocked: list[str], ext
     )
 
 
+@pytest.mark.subprocess
 def test_the_package_imports_without_any_extra() -> None:
     code = "import sys\nfor n in ('redis', 'arq', 'httpx'): sys.modules[n] = None\n"
     code += "import instax_async, instax_async.cli, instax_async.sandbox\nprint('ok')"

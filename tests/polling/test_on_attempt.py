@@ -17,12 +17,7 @@ from instax_async import (
     ValidationError,
 )
 from instax_async.polling import PollAttempt
-from tests.polling.test_poller import DONE, PENDING, FakeTime, answer, make_client, scripted
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    return FakeTime()
+from tests.polling.fakes import DONE, PENDING, FakeTime, answer, make_client, scripted
 
 
 async def test_on_attempt_sees_every_answer_and_every_transient_failure(fake: FakeTime) -> None:

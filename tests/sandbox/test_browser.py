@@ -54,6 +54,7 @@ async def browser() -> AsyncIterator[Any]:
             await browser.close()
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize(
     ("card", "expected_text", "final_status"),
     [
@@ -94,6 +95,7 @@ async def test_checkout_in_chromium(
     assert [e.status for e in instax_webhooks.events] == ["pending", final_status]
 
 
+@pytest.mark.browser
 async def test_unknown_card_and_unknown_session(
     browser: Any,
     instax_client: AsyncSession,
@@ -226,6 +228,7 @@ async def checkout_at(
         await page.close()
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("framed", [False, True], ids=["alone", "iframe"])
 async def test_checkout_fits_every_width_and_returns_to_the_shop(
     browser: Any, shop: str, framed: bool
@@ -239,6 +242,7 @@ async def test_checkout_fits_every_width_and_returns_to_the_shop(
         )
 
 
+@pytest.mark.browser
 async def test_a_frame_that_may_not_navigate_the_page_offers_a_link(
     browser: Any, shop: str
 ) -> None:
@@ -274,6 +278,7 @@ async def test_a_frame_that_may_not_navigate_the_page_offers_a_link(
             await page.close()
 
 
+@pytest.mark.browser
 async def test_without_a_return_url_the_page_stays(browser: Any, shop: str) -> None:
     async with Sandbox() as sandbox:
         async with AsyncSession(base_url=sandbox.url) as client:
@@ -303,6 +308,7 @@ FORM_ATTACK = """<!doctype html><html><body>
 <script>document.getElementById("attack").submit()</script></body></html>"""
 
 
+@pytest.mark.browser
 async def test_a_page_on_another_port_cannot_settle_a_session(
     browser: Any, start_server: Any
 ) -> None:
@@ -334,6 +340,7 @@ async def test_a_page_on_another_port_cannot_settle_a_session(
         assert sandbox.state.deliveries == []
 
 
+@pytest.mark.browser
 async def test_a_rebound_name_gets_nothing_from_the_sandbox() -> None:
     # Chromium resolves rebound.test to 127.0.0.1, as an attacker's DNS would after rebinding.
     rule = "--host-resolver-rules=MAP rebound.test 127.0.0.1, MAP proxy.test 127.0.0.1"

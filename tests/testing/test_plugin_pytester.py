@@ -243,6 +243,7 @@ def add_docs_example(pytester: pytest.Pytester) -> None:
     (pytester.path / "test_checkout.py").write_text(docs_example())
 
 
+@pytest.mark.subprocess
 def test_strict_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
     project.makepyprojecttoml(docs_settings())
     project.makepyfile(test_strict=STRICT_TESTS)
@@ -263,6 +264,7 @@ def test_strict_mode_the_fixtures_and_the_docs_example(project: pytest.Pytester)
     result.stdout.no_fnmatch_line("*never reached*")
 
 
+@pytest.mark.subprocess
 def test_the_docs_settings_the_fixtures_and_the_docs_example(project: pytest.Pytester) -> None:
     """Auto mode and fixtures in the test's loop, as docs/testing.md sets them; no warning."""
     project.makepyprojecttoml(docs_settings())
@@ -271,6 +273,7 @@ def test_the_docs_settings_the_fixtures_and_the_docs_example(project: pytest.Pyt
     run(project).assert_outcomes(passed=2 + 3 + 5, warnings=0)
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(PYTEST_ASYNCIO < (0, 24), reason="loop scopes of their own came in 0.24")
 @pytest.mark.parametrize("fixture_loop_scope", ["module", "session"])
 def test_the_fixtures_answer_tests_in_another_loop(
@@ -283,6 +286,7 @@ def test_the_fixtures_answer_tests_in_another_loop(
     run(project, "-o", option).assert_outcomes(passed=5, warnings=0)
 
 
+@pytest.mark.subprocess
 def test_without_pytest_asyncio_the_fixtures_say_what_to_install(
     pytester: pytest.Pytester,
 ) -> None:

@@ -72,6 +72,8 @@ def test_documented_completed_signing_string() -> None:
     assert text.endswith('"transactionId":"*****","webhookId":"testcompleteddwebhook"}')
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_vector_file_is_what_node_generates(tmp_path: Path) -> None:
     assert NODE is not None
@@ -682,6 +684,8 @@ VALUES = st.recursive(
 OBJECTS = st.dictionaries(KEYS, VALUES, max_size=8)
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 @settings(
     max_examples=400,
@@ -702,6 +706,8 @@ def test_matches_node(
     _check_against_node(node_signer, body, secret)
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 @settings(max_examples=150, deadline=None, database=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50))
@@ -709,12 +715,16 @@ def test_float_formatting_matches_node(node_signer: NodeSigner, numbers: list[fl
     _check_against_node(node_signer, json.dumps({"n": numbers}), "")
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_invalid_json_is_rejected_by_node_too(node_signer: NodeSigner) -> None:
     for text in INVALID_JSON:
         assert "error" in node_signer.sign(text, "s"), text
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_hand_written_cases_match_node(node_signer: NodeSigner) -> None:
     cases = [
@@ -747,6 +757,8 @@ HUGE_EXPONENT_NUMBERS = st.builds(
 )
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 @settings(max_examples=150, deadline=None, database=None)
 @given(st.lists(HUGE_EXPONENT_NUMBERS, min_size=1, max_size=6))

@@ -632,6 +632,8 @@ def test_every_number_of_a_verified_event_is_exactly_what_was_signed(texts: list
 NODE = shutil.which("node")
 
 
+@pytest.mark.node
+@pytest.mark.subprocess
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_numbers_match_what_node_reads() -> None:
     literals = [
