@@ -134,17 +134,8 @@ class Telemetry:
     def call(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
         """A span around one public call, current while the call runs; an exception that
         escapes it is recorded by :meth:`end_with_error`."""
-        with self.tracer.start_as_current_span(
-            name,
-            attributes=_clean(attributes),
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                yield span
-            except Exception as exc:
-                self.end_with_error(span, exc)
-                raise
+        with self._current_span(name, attributes=_clean(attributes)) as span:
+            yield span
 
     def start_call(self, name: str, attributes: Mapping[str, Any]) -> Span:
         """A call span that the caller ends (for polls, which outlive one ``with`` block)."""
@@ -226,8 +217,15 @@ class Telemetry:
     def server_span(self, name: str) -> Iterator[Span]:
         """A SERVER span, current while the delivery is handled; an exception that escapes
         it is recorded by :meth:`end_with_error`."""
+        with self._current_span(name, kind=self._kind_server) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def _current_span(self, name: str, **options: Any) -> Iterator[Span]:
+        """A current span whose escaping exception :meth:`end_with_error` records: never
+        OpenTelemetry's own recording, which keeps the message."""
         with self.tracer.start_as_current_span(
-            name, kind=self._kind_server, record_exception=False, set_status_on_exception=False
+            name, record_exception=False, set_status_on_exception=False, **options
         ) as span:
             try:
                 yield span

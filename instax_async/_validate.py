@@ -23,6 +23,7 @@ __all__ = [
     "check_count",
     "check_id",
     "check_number",
+    "surrogate_at",
 ]
 
 
@@ -78,6 +79,18 @@ def check_callable(field: str, value: object, *, expected: str = "a callable or 
         )
 
 
+def surrogate_at(text: str) -> int | None:
+    """The index of the first surrogate code point in ``text`` (lone, or half of a pair split
+    in two), or ``None``: such text has no UTF-8 form, so it can be neither sent nor quoted."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
 #: The path segments a URL parser resolves (``/a/../b`` is ``/b``): never an id.
 DOT_SEGMENTS = frozenset({".", ".."})
 
@@ -101,15 +114,13 @@ def check_id(value: object, field: str) -> str:
             "(expected an id such as 'wd_…' or 'ps_…')",
             field=field,
         )
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValidationError(
-                f"{field}: holds a lone surrogate (position {exc.start}), which no URL can "
-                "carry (expected an id such as 'wd_…' or 'ps_…')",
-                field=field,
-            ) from None
+    position = surrogate_at(value)
+    if position is not None:
+        raise ValidationError(
+            f"{field}: holds a lone surrogate (position {position}), which no URL can "
+            "carry (expected an id such as 'wd_…' or 'ps_…')",
+            field=field,
+        )
     return value
 
 

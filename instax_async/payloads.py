@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import attr  # the library ``attrs`` re-exports; see models.py
 
 from ._frozen import Frozen
+from ._validate import surrogate_at
 from .errors import ValidationError
 from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 
@@ -185,13 +186,9 @@ def _text(value: object, field: str) -> str | None:
 
 def _utf8(text: str, field: str) -> str:
     # A lone surrogate ("\ud800", from a JSON escape or a bad decode) cannot be sent as UTF-8.
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise _fail(
-                field, f"must be valid Unicode text, got a lone surrogate at index {exc.start}"
-            ) from None
+    index = surrogate_at(text)
+    if index is not None:
+        raise _fail(field, f"must be valid Unicode text, got a lone surrogate at index {index}")
     return text
 
 
