@@ -43,8 +43,8 @@ import aiohttp
 import httpx
 
 from instax_async import AsyncSession, SessionRequest
+from instax_async._protocol import user_agent
 from instax_async._telemetry import telemetry
-from instax_async.client import user_agent
 from instax_async.serialization import dumps
 
 from ._util import median, percentile
@@ -133,11 +133,11 @@ class SdkContender:
         )
         self._client = AsyncSession(API_KEY, base_url=base_url, timeout=TIMEOUT, event_hooks=hooks)
         if self._otel:
-            if self._client._telemetry is None:
+            if self._client.requester.telemetry is None:
                 raise RuntimeError("opentelemetry-api is not importable: no OTel row")
         else:
             # what the client holds when ``import opentelemetry`` fails (see the module doc)
-            self._client._telemetry = None
+            self._client.requester.telemetry = None
         # WARNING is the default level of an unconfigured logger tree; said explicitly here
         logging.getLogger("instax_async").setLevel(logging.WARNING)
 

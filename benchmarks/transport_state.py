@@ -130,7 +130,7 @@ async def poll_attempts(attempts: int, transport: Any) -> dict[str, Any]:
     client = AsyncSession(
         base_url=url, transport=transport, timeout=1e9, event_hooks={"request": [count]}
     )
-    client._sleep, client._clock = clock.sleep, clock.time
+    client.requester.sleep, client.requester.clock = clock.sleep, clock.time
     started = time.perf_counter()
     try:
         await client.wait_for_blockchain_hash(

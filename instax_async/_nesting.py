@@ -10,11 +10,11 @@ import operator
 from itertools import accumulate, count
 from typing import Final
 
-#: Every JSON the SDK reads (API responses, webhook bodies, the sandbox's requests) is refused
-#: as invalid beyond it. Real bodies nest a handful of levels; 128 leaves ample room while
-#: keeping every recursive step (parsing, ``JSON.stringify``, the model converter) far from
-#: Python's recursion limit, however deep the caller's own stack already is.
 MAX_JSON_DEPTH: Final = 128
+"""Every JSON the SDK reads (API responses, webhook bodies, the sandbox's requests) is refused
+as invalid beyond it. Real bodies nest a handful of levels; 128 leaves ample room while
+keeping every recursive step (parsing, ``JSON.stringify``, the model converter) far from
+Python's recursion limit, however deep the caller's own stack already is."""
 
 
 # Every byte except the five that shape the nesting: deleted before the depth is measured.
@@ -23,7 +23,7 @@ _NOT_STRUCTURE: Final = bytes(range(256)).translate(None, b'"[]{}')
 _AS_PARENTHESES: Final = bytes.maketrans(b"[{]}", b"(())")
 
 
-def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
+def too_deep(data: bytes | bytearray | str, limit: int) -> bool:
     """Whether the JSON text ``data`` nests arrays and objects deeper than ``limit`` levels.
 
     Brackets inside strings do not count. Linear time, in C-level operations only: a body with
@@ -40,11 +40,11 @@ def _too_deep(data: bytes | bytearray | str, limit: int) -> bool:
     if data.find(b"\\") >= 0:  # (``bytes in bytes`` first tries an int, at a cost)
         # Escapes, leftmost first as a parser reads them: each ``\\`` pair, then each ``\"``.
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    return _marks_too_deep(data.translate(None, _NOT_STRUCTURE), limit)
+    return marks_too_deep(data.translate(None, _NOT_STRUCTURE), limit)
 
 
-def _marks_too_deep(marks: bytes | bytearray, limit: int) -> bool:
-    """:func:`_too_deep` of a JSON text without escapes, given only its bytes ``"[]{}``."""
+def marks_too_deep(marks: bytes | bytearray, limit: int) -> bool:
+    """:func:`too_deep` of a JSON text without escapes, given only its bytes ``"[]{}``."""
     if len(marks) <= limit or marks.count(b"[") + marks.count(b"{") <= limit:
         return False
     # Quotes alternate open/close. Dropping two adjacent ones keeps that alternation, and

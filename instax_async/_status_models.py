@@ -13,8 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import attrs
+import attr
 
+from ._frozen import Frozen
 from .serialization import OpenStrEnum
 
 __all__ = [
@@ -46,8 +47,8 @@ def _first_text(sources: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]) -
     return None
 
 
-@attrs.frozen(kw_only=True)
-class BlockchainStatus:
+@attr.frozen(kw_only=True, repr=False, eq=False)
+class BlockchainStatus(Frozen):
     """What ``GET /utils/blockchain-status?txId=…`` says about one payout transaction.
 
     ``hash`` is the on-chain transaction hash once the payout is broadcast (``None`` before),
@@ -63,7 +64,7 @@ class BlockchainStatus:
     tx_id: str
     hash: str | None = None
     status: str | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attr.field(factory=dict, repr=False, eq=False)
 
     @classmethod
     def from_mapping(cls, tx_id: str, data: Mapping[str, Any]) -> BlockchainStatus:
@@ -109,8 +110,8 @@ class SessionStatusValue(OpenStrEnum):
 SESSION_TERMINAL_STATUSES = frozenset({"completed", "failed"})
 
 
-@attrs.frozen(kw_only=True)
-class SessionStatus:
+@attr.frozen(kw_only=True, repr=False, eq=False)
+class SessionStatus(Frozen):
     """A payment session's state: ``GET /api/session/{sessionId}/status``.
 
     Every field is optional, so a sparse answer still reads; amounts are exact ``Decimal``,
@@ -127,7 +128,7 @@ class SessionStatus:
     deposit_id: str | None = None
     deposit_status: str | None = None
     deposit_status_reason: str | None = None
-    withdrawal_id: str | None = attrs.field(default=None, metadata={"wire": "withdrawalID"})
+    withdrawal_id: str | None = attr.field(default=None, metadata={"wire": "withdrawalID"})
     withdraw_status: str | None = None
     withdraw_status_reason: str | None = None
     from_amount: Decimal | None = None
@@ -136,7 +137,7 @@ class SessionStatus:
     to_currency: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attr.field(factory=dict, repr=False, eq=False)
 
     @property
     def is_terminal(self) -> bool:

@@ -12,8 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import attrs
+import attr
 
+from ._frozen import Frozen
 from .serialization import OpenStrEnum
 
 __all__ = ["InvoiceData", "TransactionStatus", "WebhookData", "WebhookEvent"]
@@ -30,8 +31,8 @@ class TransactionStatus(OpenStrEnum):
     REFUNDED = "refunded"
 
 
-@attrs.frozen(kw_only=True)
-class WebhookData:
+@attr.frozen(kw_only=True, repr=False, eq=False)
+class WebhookData(Frozen):
     """The payment in a webhook (its ``data`` object). Amounts are exact ``Decimal``."""
 
     amount_in_fiat: Decimal | None = None
@@ -46,38 +47,36 @@ class WebhookData:
     created_at: datetime | None = None
 
 
-@attrs.frozen(kw_only=True)
-class InvoiceData:
+@attr.frozen(kw_only=True, repr=False, eq=False)
+class InvoiceData(Frozen):
     """The invoice in a webhook (its ``invoiceData`` object), every documented field."""
 
-    email: str | None = attrs.field(default=None, metadata={"wire": "Email"})
-    name: str | None = attrs.field(default=None, metadata={"wire": "Name"})
-    credit_card_number: str | None = attrs.field(
+    email: str | None = attr.field(default=None, metadata={"wire": "Email"})
+    name: str | None = attr.field(default=None, metadata={"wire": "Name"})
+    credit_card_number: str | None = attr.field(
         default=None, metadata={"wire": "Credit_card_number"}
     )
-    invoice_id: str | None = attrs.field(default=None, metadata={"wire": "Invoice_ID"})
-    status: TransactionStatus | str | None = attrs.field(default=None, metadata={"wire": "Status"})
-    wallet_address: str | None = attrs.field(default=None, metadata={"wire": "Wallet_address"})
-    details: str | None = attrs.field(default=None, metadata={"wire": "Details"})
-    invoice_date: str | None = attrs.field(default=None, metadata={"wire": "Invoice_date"})
-    deposit_tx_id: str | None = attrs.field(default=None, metadata={"wire": "Deposit_tx_ID"})
-    deposit_tx_amount: str | None = attrs.field(
-        default=None, metadata={"wire": "Deposit_tx_amount"}
-    )
-    deposit_tx_status: TransactionStatus | str | None = attrs.field(
+    invoice_id: str | None = attr.field(default=None, metadata={"wire": "Invoice_ID"})
+    status: TransactionStatus | str | None = attr.field(default=None, metadata={"wire": "Status"})
+    wallet_address: str | None = attr.field(default=None, metadata={"wire": "Wallet_address"})
+    details: str | None = attr.field(default=None, metadata={"wire": "Details"})
+    invoice_date: str | None = attr.field(default=None, metadata={"wire": "Invoice_date"})
+    deposit_tx_id: str | None = attr.field(default=None, metadata={"wire": "Deposit_tx_ID"})
+    deposit_tx_amount: str | None = attr.field(default=None, metadata={"wire": "Deposit_tx_amount"})
+    deposit_tx_status: TransactionStatus | str | None = attr.field(
         default=None, metadata={"wire": "Deposit_tx_status"}
     )
-    withdraw_tx_id: str | None = attrs.field(default=None, metadata={"wire": "Withdraw_tx_ID"})
-    withdraw_tx_amount: str | None = attrs.field(
+    withdraw_tx_id: str | None = attr.field(default=None, metadata={"wire": "Withdraw_tx_ID"})
+    withdraw_tx_amount: str | None = attr.field(
         default=None, metadata={"wire": "Withdraw_tx_amount"}
     )
-    withdraw_tx_status: TransactionStatus | str | None = attrs.field(
+    withdraw_tx_status: TransactionStatus | str | None = attr.field(
         default=None, metadata={"wire": "Withdraw_tx_status"}
     )
 
 
-@attrs.frozen(kw_only=True)
-class WebhookEvent:
+@attr.frozen(kw_only=True, repr=False, eq=False)
+class WebhookEvent(Frozen):
     """A webhook notification from InstaXchange, verified or parsed.
 
     ``reference`` is the ``webhookRef`` the session was created with (or ``None``);
@@ -94,10 +93,10 @@ class WebhookEvent:
     webhook_id: str | None = None
     transaction_id: str | None = None
     reference: str | None = None
-    data: WebhookData = attrs.field(factory=WebhookData)
+    data: WebhookData = attr.field(factory=WebhookData)
     invoice_data: InvoiceData | None = None
     created_at: datetime | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attr.field(factory=dict, repr=False, eq=False)
 
     @property
     def status(self) -> TransactionStatus | str | None:

@@ -34,7 +34,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from typing import Any, Final
 
-from ._nesting import MAX_JSON_DEPTH, _marks_too_deep, _too_deep
+from ._nesting import MAX_JSON_DEPTH, marks_too_deep, too_deep
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -121,11 +121,11 @@ def _checked_text(body: str | bytes | bytearray | memoryview, *, measure: bool =
                 text = text.encode("utf-16-le", "surrogatepass").decode(
                     "utf-16-le", "surrogatepass"
                 )
-        if measure and _too_deep(text, MAX_JSON_DEPTH):
+        if measure and too_deep(text, MAX_JSON_DEPTH):
             raise _nested_too_deep()
     elif isinstance(body, (bytes, bytearray, memoryview)):
         raw = body if isinstance(body, (bytes, bytearray)) else bytes(body)
-        if measure and _too_deep(raw, MAX_JSON_DEPTH):
+        if measure and too_deep(raw, MAX_JSON_DEPTH):
             raise _nested_too_deep()
         text = str(raw, "utf-8")
     else:
@@ -774,17 +774,17 @@ _LOOK_FOR_LONG_INTEGERS: Final = 2048  # bytes of the reduced copy
 # In compact JSON: an object key made of digits, which JavaScript may treat as an array index.
 _DIGITS_KEY: Final = re.compile(rb'[{,]"[0-9]+":')
 
-# How :func:`_loads_for_verifying` read a body, for :func:`_signing_string_base_and_value`:
+# How :func:`loads_for_verifying` read a body, for :func:`signing_string_base_and_value`:
 _GENERAL: Final = 0  # by :func:`_loads_for_signing`
 _ONE_PASS: Final = 1  # numbers as in the one-parse path; no object key ends with a digit
 _ONE_PASS_DIGIT_KEY: Final = 2  # the same, but some object key may end with a digit
 
 
-def _loads_for_verifying(body: bytes | str) -> tuple[Any, int]:
+def loads_for_verifying(body: bytes | str) -> tuple[Any, int]:
     """Parse a webhook body for :func:`~instax_async.webhooks.verify` (and ``sign``); raises what
     :func:`_loads_for_signing` raises.
 
-    Returns the value and how it was read, for :func:`_signing_string_base_and_value`: with the
+    Returns the value and how it was read, for :func:`signing_string_base_and_value`: with the
     numbers of the one-parse path (Decimals as written, integers as JavaScript holds them), or,
     if the body nests deeper than :data:`MAX_JSON_DEPTH` levels or holds the mark, by
     :func:`_loads_for_signing`.
@@ -800,13 +800,13 @@ def _loads_for_verifying(body: bytes | str) -> tuple[Any, int]:
     if 127 in reduced:  # the mark (a byte as an int: see _signed_texts)
         return _loads_for_signing(body), _GENERAL
     if 92 in reduced:  # a backslash: escapes have their own checks
-        if "\\u007" in text or _too_deep(raw, MAX_JSON_DEPTH):
+        if "\\u007" in text or too_deep(raw, MAX_JSON_DEPTH):
             return _loads_for_signing(body), _GENERAL
     elif (
         len(reduced) > 2 * MAX_JSON_DEPTH  # (a nesting past the limit takes more brackets)
         # in a small body, few "[" and "{" answer sooner
         and (len(reduced) > 8192 or reduced.count(91) + reduced.count(123) > MAX_JSON_DEPTH)
-        and _marks_too_deep(reduced.translate(None, b"0:,."), MAX_JSON_DEPTH)
+        and marks_too_deep(reduced.translate(None, b"0:,."), MAX_JSON_DEPTH)
     ):
         return _loads_for_signing(body), _GENERAL
     # An array-index key is digits: its last character (or escape's) is a digit before `"` and `:`.
@@ -836,13 +836,13 @@ def _loads_for_verifying(body: bytes | str) -> tuple[Any, int]:
         return _loads_for_signing(body), _GENERAL
 
 
-def _signing_string_base_and_value(
+def signing_string_base_and_value(
     obj: dict[str, Any], secret: str, how: int, body: bytes | str, *, want_value: bool = True
 ) -> tuple[bytes, bytes, dict[str, Any] | None]:
     """The signing string as UTF-8 (like :func:`_signing_string_and_base`), the signature base,
     and, when ``want_value``, the signing string parsed back with ``Decimal`` numbers if ``obj``
     can be made that value (else ``None``); ``obj`` and ``how`` are what
-    :func:`_loads_for_verifying` read from ``body``.
+    :func:`loads_for_verifying` read from ``body``.
 
     Raises what :func:`_signing_string_and_base` raises.
     """

@@ -17,9 +17,10 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-# ``attr``, not ``attrs``: the same library and objects (``attrs`` re-exports ``attr``'s through
-# six small modules of its own), and aiohttp, which the client loads, imports ``attr`` itself.
+# ``attr``, not ``attrs``: see _frozen.py
 import attr
+
+from ._frozen import Frozen
 
 if TYPE_CHECKING:
     from ._status_models import BlockchainStatus, SessionStatus, SessionStatusValue
@@ -64,54 +65,8 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def _fields(instance: object) -> tuple[attr.Attribute[Any], ...]:
-    fields: tuple[attr.Attribute[Any], ...] = attr.fields(type(instance))  # type: ignore[arg-type]
-    return fields
-
-
-class _Compared:
-    """``repr``, ``==`` and ``hash`` of a frozen attrs class, written out once here rather than
-    generated and compiled for each class when its module is imported.
-
-    A subclass is declared ``@attr.frozen(repr=False, eq=False)`` (attrs then keeps these), and
-    gets what attrs would have generated: ``Name(field=value, ...)`` over its fields with
-    ``repr=True``; equality of the fields with ``eq=True`` with an instance of the very same
-    class (``NotImplemented`` otherwise); a hash of those fields (``TypeError`` if one is
-    unhashable, as a ``dict`` is).
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{field.name}={getattr(self, field.name)!r}" for field in _fields(self) if field.repr
-        )
-        return f"{type(self).__qualname__.rsplit('>.', 1)[-1]}({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(
-            getattr(self, field.name) == getattr(other, field.name)
-            for field in _fields(self)
-            if field.eq
-        )
-
-    def __hash__(self) -> int:
-        return hash(
-            (
-                type(self),
-                *(
-                    getattr(self, field.name)
-                    for field in _fields(self)
-                    if (field.eq if field.hash is None else field.hash)
-                ),
-            )
-        )
-
-
 @attr.frozen(kw_only=True, repr=False, eq=False)
-class PaymentSession(_Compared):
+class PaymentSession(Frozen):
     """A payment session InstaXchange created.
 
     ``id`` is the session id (``ps_…``), ``iframe_url`` the checkout page to embed, ``raw`` the

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import attr  # the library ``attrs`` re-exports; see models.py
 
+from ._frozen import Frozen
+from ._validate import surrogate_at
 from .errors import ValidationError
-from .models import _Compared
 from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PaymentMethod",
     "SessionRequest",
     "ToCurrency",
+    "WIRE_FIELDS",
     "to_amount_decimal",
 ]
 
@@ -184,13 +186,9 @@ def _text(value: object, field: str) -> str | None:
 
 def _utf8(text: str, field: str) -> str:
     # A lone surrogate ("\ud800", from a JSON escape or a bad decode) cannot be sent as UTF-8.
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise _fail(
-                field, f"must be valid Unicode text, got a lone surrogate at index {exc.start}"
-            ) from None
+    index = surrogate_at(text)
+    if index is not None:
+        raise _fail(field, f"must be valid Unicode text, got a lone surrogate at index {index}")
     return text
 
 
@@ -322,7 +320,7 @@ _setattr_of = object.__setattr__.__get__
 
 
 @attr.frozen(kw_only=True, init=False, repr=False, eq=False)
-class SessionRequest(_Compared):
+class SessionRequest(Frozen):
     """What to ask InstaXchange for when creating a payment session.
 
     Build one with :meth:`sending` or :meth:`receiving`; the constructor applies the same rules.
@@ -542,7 +540,7 @@ class SessionRequest(_Compared):
         Amounts stay ``Decimal``; the client writes them as exact JSON numbers.
         """
         payload: dict[str, Any] = {}
-        for field, key in _WIRE_FIELDS:
+        for field, key in WIRE_FIELDS:
             value = getattr(self, field)
             if value is not None:
                 payload[key] = value.value if isinstance(value, OpenStrEnum) else value
@@ -560,13 +558,14 @@ def _check_optional(optional: dict[str, Any], computed_amount: str) -> None:
         )
 
 
-# Wire order: direction first, then currencies and amounts, then the optional fields.
-_WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
+#: ``(field, wire key)`` of each field a request sends, in wire order: direction first, then
+#: currencies and amounts, then the optional fields.
+WIRE_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (f.name, wire_name(f)) for f in attr.fields(SessionRequest) if f.name != "allow_unlisted"
 )
 
 # The keys as ``to_json`` writes them (quoted, with the colon), and all the values in one call.
-_WIRE_KEYS: tuple[str, ...] = tuple(encode_str(key) + ":" for _, key in _WIRE_FIELDS)
+_WIRE_KEYS: tuple[str, ...] = tuple(encode_str(key) + ":" for _, key in WIRE_FIELDS)
 _wire_values: Callable[[SessionRequest], tuple[Any, ...]] = operator.attrgetter(
-    *(name for name, _ in _WIRE_FIELDS)
+    *(name for name, _ in WIRE_FIELDS)
 )

@@ -20,26 +20,24 @@ import logging
 import math
 import weakref
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._lifecycle import AsyncResource
+from ._protocol import blockchain_status_from, blockchain_status_url
 from ._telemetry import telemetry
+from ._validate import check_callable, check_count, check_id, check_number
 from .client import AsyncSession
 from .errors import InstaxError, PollTimeoutError, ValidationError
 from .models import BlockchainStatus
-from .polling import (
-    POLL_DEFAULTS,
-    Clock,
-    PollOptions,
-    Sleep,
-    _describe,
-    _number,
-    check_id,
-    is_transient,
-    retry_after,
-)
+from .polling import Clock, Sleep, describe_last, poll_options
+from .retry import is_transient, retry_after
 
-__all__ = ["RATE_CATCH_UP", "RATE_MARGIN", "BlockchainPoller"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .polling import PollPacing
+
+__all__ = ["RATE_CATCH_UP", "RATE_MARGIN", "BlockchainPoller", "check_rate_limit"]
 
 logger = logging.getLogger("instax_async")
 
@@ -55,27 +53,11 @@ RATE_MARGIN = 0.020
 RATE_CATCH_UP = 0.005
 
 
-def check_concurrency(value: object) -> int:
-    """``concurrency`` as an int >= 1, or :class:`~instax_async.ValidationError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(
-            f"concurrency: expected an int >= 1, got {value!r}", field="concurrency"
-        )
-    return value
-
-
 def check_rate_limit(value: object) -> float | None:
     """``rate_limit`` (requests per second) as a number > 0, or ``None`` for no limit."""
     if value is None:
         return None
-    return _number("rate_limit", value, accepted=" (requests per second) or None")
-
-
-def _check_callable(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise ValidationError(
-            f"{name}: expected a callable or None, got {type(value).__name__}", field=name
-        )
+    return check_number("rate_limit", value, accepted=" (requests per second) or None")
 
 
 class _Watch:
@@ -163,28 +145,24 @@ class BlockchainPoller(AsyncResource):
         session: AsyncSession,
         *,
         concurrency: int = 10,
-        interval: float = POLL_DEFAULTS.interval,
-        max_interval: float = POLL_DEFAULTS.max_interval,
-        timeout: float = POLL_DEFAULTS.timeout,
         rate_limit: float | None = None,
-        backoff: float = POLL_DEFAULTS.backoff,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        **options: Unpack[PollPacing],
     ) -> None:
         if not isinstance(session, AsyncSession):
             raise ValidationError(
                 f"session: expected an AsyncSession, got {type(session).__name__}",
                 field="session",
             )
-        self._session = session
+        self._requester = session.requester
+        self._base_url = session.base_url
         self._telemetry = telemetry()
-        self._options = PollOptions(
-            interval=interval, max_interval=max_interval, backoff=backoff, timeout=timeout
-        )
-        self._concurrency = check_concurrency(concurrency)
+        self._options = poll_options(options, "BlockchainPoller", callbacks=False)[0]
+        self._concurrency = check_count("concurrency", concurrency, minimum=1)
         self._spacing, self._catch_up, self._min_gap = _send_spacing(check_rate_limit(rate_limit))
-        _check_callable("sleep", sleep)
-        _check_callable("clock", clock)
+        check_callable("sleep", sleep)
+        check_callable("clock", clock)
         self._sleep: Sleep = sleep or asyncio.sleep
         self._clock_arg = clock
         self._clock: Clock = clock or _no_clock
@@ -378,7 +356,7 @@ class BlockchainPoller(AsyncResource):
             watch,
             PollTimeoutError(
                 f"no blockchain hash for tx {watch.tx_id!r} within "
-                f"{self._options.timeout:g} s ({_describe(watch.last)})",
+                f"{self._options.timeout:g} s ({describe_last(watch.last)})",
                 last_status=watch.last,
             ),
         )
@@ -490,9 +468,17 @@ class BlockchainPoller(AsyncResource):
         # Nothing awaits between taking the send slot and this call, so no stall of the loop
         # can come between them: with a pooled connection aiohttp writes the request within
         # this very step, and the slot's time is the time the request goes out.
+        tx_id = watch.tx_id
         outcome: BlockchainStatus | Exception
         try:
-            outcome = await self._session._fetch_blockchain_status(watch.tx_id, left)
+            response = await self._requester.send(
+                "GET",
+                blockchain_status_url(self._base_url, tx_id),
+                idempotent=True,
+                timeout=left,
+                retry=False,
+            )
+            outcome = blockchain_status_from(tx_id, response)
         except Exception as exc:
             outcome = exc
         if not watch.active:  # every waiter was cancelled while the request was out

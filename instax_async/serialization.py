@@ -24,24 +24,20 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin, get
 
 import attr  # the library ``attrs`` re-exports; see models.py
 
-from ._nesting import MAX_JSON_DEPTH, _too_deep
+from ._nesting import MAX_JSON_DEPTH, too_deep
 from .errors import ValidationError
 
 if TYPE_CHECKING:
     import cattrs
 
+# The public names; the others (the converter's hooks, OpenStrEnum, wire_name …) serve the
+# SDK's own modules.
 __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_NUMBER_DIGITS",
-    "OpenStrEnum",
-    "converter",  # noqa: F822 - made on first access, see __getattr__
     "dumps",
     "get_converter",
-    "encode_decimal",
-    "encode_str",
     "loads",
-    "parse_datetime",
-    "wire_name",
 ]
 
 
@@ -326,7 +322,7 @@ def _make_builder(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
             )
         elif _is_open_union(tp) and str in inner:
             enum_cls = next(a for a in inner if a is not str)
-            namespace[f"members{index}"] = enum_cls._value2member_map_
+            namespace[f"members{index}"] = {member.value: member for member in enum_cls}
             lines += [
                 f"    if {value} is not None:",
                 f"        if type({value}) is not str: raise UNEXPECTED",
@@ -369,11 +365,11 @@ _dumps_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_n
 encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _decoder = json.JSONDecoder(parse_float=Decimal)
 
-#: How many digits a ``Decimal``'s exponent may make its plain notation take: 4,300, the limit
-#: Python sets for an ``int`` (``sys.int_info.default_max_str_digits``). :func:`dumps` refuses a
-#: ``Decimal`` of 10**4300 or more in magnitude, or below 10**-4299 (but 0), which would take more:
-#: ``Decimal("1E+999999999")`` takes a few bytes, but a billion digits written out.
 MAX_NUMBER_DIGITS: Final = 4300
+"""How many digits a ``Decimal``'s exponent may make its plain notation take: 4,300, the limit
+Python sets for an ``int`` (``sys.int_info.default_max_str_digits``). :func:`dumps` refuses a
+``Decimal`` of 10**4300 or more in magnitude, or below 10**-4299 (but 0), which would take more:
+``Decimal("1E+999999999")`` takes a few bytes, but a billion digits written out."""
 _MIN_ADJUSTED: Final = -MAX_NUMBER_DIGITS
 
 
@@ -585,7 +581,7 @@ def loads(content: bytes | str) -> Any:
     if content.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", content, 0)
     # a text of 2 * MAX_JSON_DEPTH characters or fewer cannot nest deeper
-    if len(content) > 2 * MAX_JSON_DEPTH and _too_deep(content, MAX_JSON_DEPTH):
+    if len(content) > 2 * MAX_JSON_DEPTH and too_deep(content, MAX_JSON_DEPTH):
         raise ValueError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return _decoder.decode(content)

@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import jsjson
+from ._validate import check_count
 from .errors import ValidationError, WebhookVerificationError
 from .models import WebhookEvent
 from .serialization import MAX_JSON_DEPTH, dumps, get_converter, structure_json
@@ -146,13 +147,13 @@ def sign(payload: Mapping[str, Any] | bytes | str, secret: str) -> str:
                 field="payload",
             )
         try:
-            obj, how = jsjson._loads_for_verifying(payload)
+            obj, how = jsjson.loads_for_verifying(payload)
         except ValueError as exc:
             raise ValidationError(f"payload: not valid JSON ({exc})", field="payload") from None
         if not isinstance(obj, dict):
             raise ValidationError("payload: the JSON must be an object", field="payload")
         try:
-            base = jsjson._signing_string_base_and_value(
+            base = jsjson.signing_string_base_and_value(
                 obj, secret, how, payload, want_value=False
             )[1]
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
@@ -208,10 +209,7 @@ def verify(
     window = None if max_age is None else _max_age(max_age)
     if now is not None:
         _check_now(now)
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
-        raise ValidationError(
-            f"max_body: expected a number of bytes >= 0, got {max_body!r}", field="max_body"
-        )
+    check_count("max_body", max_body, expected="a number of bytes >= 0")
     if not isinstance(secret, str) or not secret:
         raise _failure(
             VerificationFailure.NO_SECRET,
@@ -240,7 +238,7 @@ def verify(
         )
     try:
         try:
-            obj, how = jsjson._loads_for_verifying(raw)
+            obj, how = jsjson.loads_for_verifying(raw)
         except ValueError as exc:
             raise _failure(
                 VerificationFailure.INVALID_BODY,
@@ -249,7 +247,7 @@ def verify(
         if not isinstance(obj, dict):
             raise _failure(VerificationFailure.INVALID_BODY, "the body is not a JSON object")
         try:
-            signed, base, value = jsjson._signing_string_base_and_value(obj, secret, how, raw)
+            signed, base, value = jsjson.signing_string_base_and_value(obj, secret, how, raw)
         except ValueError as exc:  # nested deeper than MAX_JSON_DEPTH
             raise _failure(
                 VerificationFailure.INVALID_BODY,

@@ -9,6 +9,10 @@ import pytest
 from aiohttp import web
 from hypothesis import settings
 
+from tests.redis_fixtures import redis_client, redis_url
+
+__all__ = ["StartServer", "redis_client", "redis_url"]
+
 # The machine running the suite is shared and its speed varies: hypothesis's per-example
 # deadline (200 ms) would turn a slow moment into a failure that says nothing about the code.
 settings.register_profile("instax", deadline=None)
@@ -23,6 +27,20 @@ if "instax_async.testing.plugin" not in sys.modules:
     pytest_plugins.append("instax_async.testing.plugin")
 
 StartServer = Callable[[web.Application], Awaitable[str]]
+
+# What a test needs beyond this process, as markers (registered in pyproject.toml); each of them
+# also makes the test "slow", so that ``pytest -m "not slow"`` is the quick loop. Redis is found
+# by the fixtures a test asks for; the others are marked where the tests are.
+_SLOW_MARKERS = ("redis", "browser", "node", "subprocess")
+_REDIS_FIXTURES = {"redis_url", "redis_client"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
+        if any(item.get_closest_marker(name) for name in _SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -91,6 +91,7 @@ from typing import Any
 import attrs
 
 from .._extras import extra_required
+from .._frozen import Frozen
 
 with extra_required("arq", "arq", "redis"):
     from arq.connections import ArqRedis
@@ -99,10 +100,11 @@ with extra_required("arq", "arq", "redis"):
     from arq.worker import Retry, RetryJob
     from redis import exceptions as redis_errors
 
+from .._validate import check_id, check_number
 from ..client import AsyncSession
 from ..errors import APIStatusError, PollTimeoutError, ValidationError
 from ..models import BlockchainStatus
-from ..polling import POLL_DEFAULTS, PollOptions, _number, check_id
+from ..polling import POLL_DEFAULTS, PollOptions
 
 __all__ = [
     "JOB_NAME",
@@ -225,8 +227,8 @@ class PayoutFailureReason(str, enum.Enum):
     CORRUPT = "corrupt"
 
 
-@attrs.frozen
-class PayoutWatchFailure:
+@attrs.frozen(repr=False, eq=False)
+class PayoutWatchFailure(Frozen):
     """What ``on_failure`` receives when a watch ends without a hash.
 
     >>> async def payout_failed(failure: PayoutWatchFailure) -> None:
@@ -385,9 +387,9 @@ async def enqueue_payout_watch(
     tx_id = check_id(tx_id, "tx_id")
     _check_path(on_hash, "on_hash")
     _check_path(on_failure, "on_failure", optional=True)
-    deadline = _number("deadline", deadline, accepted=" (seconds)")
-    slice_seconds = _number("slice_seconds", slice_seconds, accepted=" (seconds)")
-    remember = _number("remember", remember, accepted=" (seconds)")
+    deadline = check_number("deadline", deadline, accepted=" (seconds)")
+    slice_seconds = check_number("slice_seconds", slice_seconds, accepted=" (seconds)")
+    remember = check_number("remember", remember, accepted=" (seconds)")
     options = PollOptions(interval=interval, max_interval=max_interval, backoff=backoff)
     if queue_name is not None and (not isinstance(queue_name, str) or not queue_name):
         raise ValidationError(
@@ -554,7 +556,7 @@ class _Slice:
         if session is None:
             session = AsyncSession()
         try:
-            status = await session.wait_for_blockchain_hash(
+            status = await session.wait_for_blockchain_status(
                 self.tx_id,
                 interval=job["interval"],
                 max_interval=job["max_interval"],

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import random
 import time
 import uuid
@@ -31,8 +30,10 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from .._frozen import Frozen
+from .._validate import check_count, check_number
 from ..errors import ValidationError
-from ..payloads import _WIRE_FIELDS, AMOUNT_LIMIT, AmountDirection, SessionRequest
+from ..payloads import AMOUNT_LIMIT, WIRE_FIELDS, AmountDirection, SessionRequest
 from ..serialization import dumps, loads
 from ..webhooks import SIGNATURE_HEADER, sign
 from ._access import SAFE_METHODS, allowed_host_names, cross_origin, host_name, refused_host
@@ -63,7 +64,7 @@ DEFAULT_RATES: Mapping[str, Decimal] = {
 """
 
 # The wire names SessionRequest itself uses, read back: one naming rule for both sides.
-_WIRE_TO_FIELD = {wire: name for name, wire in _WIRE_FIELDS}
+_WIRE_TO_FIELD = {wire: name for name, wire in WIRE_FIELDS}
 
 #: The largest request body the sandbox reads (aiohttp's default); larger ones get a JSON 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -76,30 +77,17 @@ MAX_TX_ID_CHARS = 200
 
 
 def _fraction(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValidationError(
-            f"{attribute.name}: expected a fraction from 0 to 1, got {value!r}",
-            field=attribute.name,
-        )
+    check_number(
+        attribute.name, value, inclusive=True, maximum=1.0, expected="a fraction from 0 to 1"
+    )
 
 
 def _seconds(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValidationError(
-            f"{attribute.name}: expected seconds >= 0, got {value!r}", field=attribute.name
-        )
+    check_number(attribute.name, value, inclusive=True, expected="seconds >= 0")
 
 
 def _count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(
-            f"{attribute.name}: expected an int >= 0, got {value!r}", field=attribute.name
-        )
+    check_count(attribute.name, value)
 
 
 def _rates(value: object) -> Mapping[str, Decimal]:
@@ -148,8 +136,8 @@ def _optional_url(_instance: object, attribute: attrs.Attribute[str | None], val
         )
 
 
-@attrs.frozen(kw_only=True)
-class SandboxConfig:
+@attrs.frozen(kw_only=True, repr=False, eq=False)
+class SandboxConfig(Frozen):
     """How the sandbox behaves. Change one with ``attrs.evolve``.
 
     :ivar webhook_url: where completed and failed payments are announced (``None``: nowhere).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reprlib
 from decimal import Decimal
 
+from .._validate import surrogate_at
 from ..errors import ValidationError
 from ..payloads import to_amount_decimal
 
@@ -46,15 +47,13 @@ def _optional(value: object, field: str) -> str | None:
 def _unicode(text: str, field: str) -> str:
     # A surrogate code point, lone or half of a pair split in two, has no UTF-8: the body
     # could not be sent.
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValidationError(
-                f"{field}: must be valid Unicode text, got a surrogate code point "
-                f"(U+{ord(text[exc.start]):04X}) at index {exc.start}",
-                field=field,
-            ) from None
+    index = surrogate_at(text)
+    if index is not None:
+        raise ValidationError(
+            f"{field}: must be valid Unicode text, got a surrogate code point "
+            f"(U+{ord(text[index]):04X}) at index {index}",
+            field=field,
+        )
     return text
 
 

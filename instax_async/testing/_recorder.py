@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import secrets
 import threading
 from typing import TYPE_CHECKING
 
 from .._compat import timeout as timeout_scope
 from .._lifecycle import AsyncResource, elsewhere, run_in
+from .._validate import check_number
 from ..errors import InstaxError, ValidationError
 from ..models import WebhookEvent
 
@@ -220,15 +220,7 @@ class WebhookRecorder(AsyncResource):
         """
         __tracebackhide__ = True  # pytest shows the test's line, not this method's
         filters = _filters(session_id=session_id, status=status, reference=reference)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ValidationError(
-                f"timeout: expected seconds > 0, got {timeout!r}", field="timeout"
-            )
+        check_number("timeout", timeout, expected="seconds > 0")
         future: asyncio.Future[WebhookEvent] = asyncio.get_running_loop().create_future()
         waiter = (filters, future)
         with self._lock:  # no delivery slips in between the look and the wait

@@ -36,7 +36,8 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..errors import APIConnectionError, APITimeoutError, InstaxError, ValidationError
+from .._validate import check_count
+from ..errors import APIConnectionError, APITimeoutError, InstaxError
 from .base import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -164,11 +165,7 @@ class AiohttpTransport:
         trust_env: bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValidationError(
-                f"limit: expected a non-negative int (0 = no limit), got {limit!r}",
-                field="limit",
-            )
+        check_count("limit", limit, expected="a non-negative int (0 = no limit)")
         self._max_response_bytes = check_max_response_bytes(max_response_bytes)
         self._session = session
         self._owns_session = session is None

@@ -23,10 +23,12 @@ from __future__ import annotations
 import copy
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-import attr  # the library ``attrs`` re-exports; see models.py
+import attr  # the library ``attrs`` re-exports; see _frozen.py
 
+from .._frozen import Frozen
+from .._validate import check_count
 from ..errors import RESPONSE_PREFIX_BYTES, ResponseTooLargeError, ValidationError
 
 __all__ = [
@@ -83,47 +85,8 @@ def _headers_repr(headers: object) -> str:
 _set = object.__setattr__
 
 
-class _Value:
-    """An immutable value with slots: equal by its fields, hashable when they are, read-only
-    (:class:`attrs.exceptions.FrozenInstanceError`), picklable, with a ``repr`` naming each
-    field. Written out once rather than generated per class, so importing the transports
-    compiles no code."""
-
-    __slots__ = ()
-    #: The fields, in order (the slots of the subclass).
-    _fields: ClassVar[tuple[str, ...]] = ()
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self._fields)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise attr.exceptions.FrozenInstanceError
-
-    def __delattr__(self, name: str) -> None:
-        raise attr.exceptions.FrozenInstanceError
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash((self.__class__, *self._values()))
-
-    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
-        return self.__class__, self._values()
-
-    def _field_repr(self, name: str, value: object) -> str:
-        return repr(value)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{name}={self._field_repr(name, getattr(self, name))}" for name in self._fields
-        )
-        return f"{type(self).__name__}({fields})"
-
-
-class Request(_Value):
+@attr.frozen(init=False, repr=False, eq=False)
+class Request(Frozen):
     """An HTTP request as the client hands it to a transport.
 
     ``timeout`` is the number of seconds this one attempt may take, connection included. The
@@ -132,14 +95,13 @@ class Request(_Value):
     headers of its own, which a request hook may change in place for that attempt only.
     """
 
-    _fields: ClassVar[tuple[str, ...]] = ("method", "url", "headers", "content", "timeout")
-    __slots__ = _fields
     method: str
     url: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = attr.field(repr=_headers_repr)
     content: bytes
     timeout: float
 
+    # Written out (attrs would generate the same): one is built for every attempt.
     def __init__(
         self, method: str, url: str, headers: Mapping[str, str], content: bytes, timeout: float
     ) -> None:
@@ -149,19 +111,15 @@ class Request(_Value):
         _set(self, "content", content)
         _set(self, "timeout", timeout)
 
-    def _field_repr(self, name: str, value: object) -> str:
-        return _headers_repr(value) if name == "headers" else repr(value)
 
-
-class Response(_Value):
+@attr.frozen(init=False, repr=False, eq=False)
+class Response(Frozen):
     """An HTTP response as a transport hands it back: status, headers and the whole body.
 
     ``headers`` should look names up case-insensitively (aiohttp's and httpx's header mappings
     do); a plain ``dict`` works when its keys are lower case. Immutable.
     """
 
-    _fields: ClassVar[tuple[str, ...]] = ("status", "headers", "content")
-    __slots__ = _fields
     status: int
     headers: Mapping[str, str]
     content: bytes
@@ -202,13 +160,13 @@ class Transport(Protocol):
 
 def check_max_response_bytes(value: object) -> int:
     """``value`` if it is a valid ``max_response_bytes`` (an int >= 1), else ValidationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(
-            f"max_response_bytes: expected an int >= 1 (bytes of a response body, counted "
-            f"after decompression; default {DEFAULT_MAX_RESPONSE_BYTES}), got {value!r}",
-            field="max_response_bytes",
-        )
-    return value
+    return check_count(
+        "max_response_bytes",
+        value,
+        minimum=1,
+        accepted=" (bytes of a response body, counted after decompression; "
+        f"default {DEFAULT_MAX_RESPONSE_BYTES})",
+    )
 
 
 class BodyCollector:
