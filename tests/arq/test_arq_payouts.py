@@ -302,9 +302,12 @@ async def test_the_deadline_ends_the_watch_across_slices_and_is_logged(
     assert arq_callbacks.HASHES == []
     [error] = [r for r in caplog.records if r.name == "instax_async.arq"]
     assert error.levelno == logging.ERROR  # whether or not on_failure is given
-    assert error.message == (
+    assert error.message in (
         f"payout {tx_id}: no blockchain hash: the deadline passed without a hash "
-        "(last status: 'pending')"
+        "(last status: 'pending')",
+        # a machine so loaded that the worker's first slice started after the deadline: the
+        # same ending, reported as such (test_a_slice_that_runs_after_the_deadline_reports_it)
+        f"payout {tx_id}: no blockchain hash: the deadline passed before this slice ran",
     )
     assert await pool.exists(watch_key(tx_id)) == 0
 
