@@ -153,9 +153,21 @@ class BlockchainPoller(AsyncResource):
     ::
 
         async with BlockchainPoller(client, concurrency=20, rate_limit=10) as poller:
-            statuses = await asyncio.gather(*(poller.watch(tx) for tx in withdraw_tx_ids))
+            watches = [poller.watch(tx) for tx in withdraw_tx_ids]
+            statuses = await asyncio.gather(*watches)
         for status in statuses:
             print(status.tx_id, status.hash or status.status)
+
+    :param session: the client the polls go through (the poller does not close it).
+    :param concurrency: the most requests in flight at once.
+    :param interval: seconds between a watch's first polls.
+    :param max_interval: the longest wait between two polls of a watch, in seconds.
+    :param timeout: seconds a watch may take, from its first ``watch``.
+    :param rate_limit: the most requests the server may count in any second (``None``: no
+        bound beyond ``concurrency``).
+    :param backoff: the factor each wait grows by, up to ``max_interval``.
+    :param sleep: replaces ``asyncio.sleep``, for tests.
+    :param clock: replaces the event loop's clock, for tests.
     """
 
     def __init__(
