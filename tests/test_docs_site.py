@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import typing
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -217,12 +218,14 @@ def _constructor_parameters(cls: type) -> list[str]:
 
 
 #: The classes a user builds: every class of the reference but the exceptions (the SDK raises
-#: them) and the enums (their members are the values).
+#: them), the enums (their members are the values) and the TypedDicts (keyword options, whose
+#: keys are documented where they are declared).
 BUILT_CLASSES = [
     (module, name)
     for module, name in PUBLIC_NAMES
     if inspect.isclass(cls := getattr(importlib.import_module(module), name))
     and not issubclass(cls, (BaseException, enum.Enum))
+    and not typing.is_typeddict(cls)
 ]
 _ROW_NAME = re.compile(r'<tr class="doc-section-item">\s*<td>\s*<code>([^<]+)</code>')
 
