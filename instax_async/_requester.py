@@ -231,7 +231,7 @@ class Requester:
             delay, reason = self._retry_decision(outcome, idempotent, retries if retry else -1)
             retries += 1
             logger.warning(
-                "instax_async: retrying %s %s in %.2f s (retry %d of %d) after %s",
+                "retrying %s %s in %.2f s (retry %d of %d) after %s",
                 method,
                 _path_of(url, query=False),
                 delay,

@@ -56,7 +56,8 @@ class BlockchainStatus(Frozen):
     statuses are equal when ``tx_id``, ``hash`` and ``status`` are; ``raw`` is not compared, so
     a field that changes on every answer (a timestamp) does not count as a status change.
 
-    >>> status = BlockchainStatus.from_mapping("wd_1", {"data": {"txHash": "0xabc"}})
+    >>> answer = {"data": {"txHash": "0xabc"}}
+    >>> status = BlockchainStatus.from_mapping("wd_1", answer)
     >>> status.hash, status.is_final
     ('0xabc', True)
     """

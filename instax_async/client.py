@@ -59,6 +59,8 @@ class AsyncSession(AsyncResource):
         successive ``asyncio.run`` calls; a session or client of your own is tied to its loop.
     :param timeout: seconds each attempt may take, connection included. ``None`` is refused.
     :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
+    :param max_retries: a shortcut for ``retry=RetryPolicy(max_retries=n)``; giving both is a
+        :class:`~instax_async.ValidationError`.
     :param max_concurrency: the most requests this client has in flight at once (``None``: no
         bound beyond the transport's connection pool).
     :param event_hooks: ``{"request": [...], "response": [...]}``, called on every attempt
@@ -68,9 +70,10 @@ class AsyncSession(AsyncResource):
     Building one needs no running event loop. Use it as an async context manager::
 
         async with AsyncSession() as client:
-            session = await client.create_session(
-                SessionRequest.sending(from_amount="50", from_currency="USD", to_currency="USDT")
+            request = SessionRequest.sending(
+                from_amount="50", from_currency="USD", to_currency="USDT"
             )
+            session = await client.create_session(request)
             print(session.iframe_url)
     """
 

@@ -105,6 +105,7 @@ class InMemoryDedupeStore:
     :param ttl: seconds a handled key is remembered (default one day).
     :param processing_ttl: seconds a claim lasts if the handler never finishes (a crash),
         after which a redelivery is processed again.
+    :param clock: where the store reads the time (``time.monotonic``); tests pass their own.
     """
 
     def __init__(

@@ -477,8 +477,9 @@ class SessionRequest(Frozen):
     ) -> SessionRequest:
         """A session in which the customer pays exactly ``from_amount`` of ``from_currency``.
 
-        >>> SessionRequest.sending(from_amount="25.00", from_currency="EUR", to_currency="USDC")
-        ... # doctest: +ELLIPSIS
+        >>> SessionRequest.sending(
+        ...     from_amount="25.00", from_currency="EUR", to_currency="USDC"
+        ... )  # doctest: +ELLIPSIS
         SessionRequest(amount_direction=<AmountDirection.SENDING: 'sending'>, ...)
         """
         _check_optional(optional, "to_amount")
@@ -501,8 +502,9 @@ class SessionRequest(Frozen):
     ) -> SessionRequest:
         """A session whose payout is exactly ``to_amount`` of ``to_currency``.
 
-        >>> SessionRequest.receiving(to_amount=10, from_currency="USD", to_currency="USDT")
-        ... # doctest: +ELLIPSIS
+        >>> SessionRequest.receiving(
+        ...     to_amount=10, from_currency="USD", to_currency="USDT"
+        ... )  # doctest: +ELLIPSIS
         SessionRequest(amount_direction=<AmountDirection.RECEIVING: 'receiving'>, ...)
         """
         _check_optional(optional, "from_amount")

@@ -135,9 +135,20 @@ class BlockchainPoller(AsyncResource):
     ::
 
         async with BlockchainPoller(client, concurrency=20, rate_limit=10) as poller:
-            statuses = await asyncio.gather(*(poller.watch(tx) for tx in withdraw_tx_ids))
+            watches = [poller.watch(tx) for tx in withdraw_tx_ids]
+            statuses = await asyncio.gather(*watches)
         for status in statuses:
             print(status.tx_id, status.hash or status.status)
+
+    :param session: the client the polls go through (the poller does not close it).
+    :param concurrency: the most requests in flight at once.
+    :param rate_limit: the most requests the server may count in any second (``None``: no
+        bound beyond ``concurrency``).
+    :param options: the pacing of every watch, as :class:`~instax_async.polling.PollPacing`
+        has it: ``interval``, ``max_interval``, ``backoff`` and ``timeout`` (counted from the
+        first ``watch`` of a tx).
+    :param sleep: replaces ``asyncio.sleep``, for tests.
+    :param clock: replaces the event loop's clock, for tests.
     """
 
     def __init__(
@@ -501,7 +512,7 @@ class BlockchainPoller(AsyncResource):
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "instax_async: blockchain status of tx %r: %s; next poll in %.2f s",
+                "blockchain status of tx %r: %s; next poll in %.2f s",
                 watch.tx_id,
                 outcome.status if isinstance(outcome, BlockchainStatus) else outcome,
                 wait,

@@ -322,12 +322,12 @@ async def poll(
             yield answer
         if done:
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("instax_async: %s: %s; done", subject, _brief(answer))
+                logger.debug("%s: %s; done", subject, _brief(answer))
             return
         if logger.isEnabledFor(logging.DEBUG):
             seen = error if error is not None else _brief(answer)
             shown = scheduled if wait is None else wait
-            logger.debug("instax_async: %s: %s; next poll in %.2f s", subject, seen, shown)
+            logger.debug("%s: %s; next poll in %.2f s", subject, seen, shown)
         left = deadline - now()
         if wait is None or wait >= left:
             if left > 0:

@@ -5,9 +5,10 @@ What a page writes (the conventions, all visible in the Markdown source):
 - Every fenced block whose language is ``python`` (or ``py``, ``python3``) is an **example**.
   The examples of a page run in page order, in **one namespace per page**: a later block sees
   the names an earlier one defined, as a reader does.
-- A block whose first line is ``# fragment: <reason>`` is a **fragment**: shown to the reader
-  (who sees the reason), never run. It is compiled, and every module and name it imports must
-  exist, so a renamed API still breaks the page.
+- A block right after the line ``<!-- fragment: <reason> -->`` is a **fragment**: shown to the
+  reader, never run. It is compiled, and every module and name it imports must exist, so a
+  renamed API still breaks the page. The reason is for the page's maintainers: an HTML comment
+  is neither shown nor copied (a ``# fragment:`` first line would be both, and is refused).
 - A block whose first line is ``# <path>.py`` (``# myapp/tasks.py``) is a **module**: it runs
   as the module ``myapp.tasks``, importable under that name for the rest of the page (say, by an
   arq job path), in a namespace of its own that starts with the page's fixtures only.
@@ -29,9 +30,12 @@ What a page writes (the conventions, all visible in the Markdown source):
   at the page's sandbox) and in ``workdir``, a directory of the page's own that hidden code may
   fill (``body.json``). Before it runs, each key of the page's ``shell_substitutions`` dict (set by
   hidden code) is replaced by its value: the reader sees ``http://127.0.0.1:8000`` or ``wd_…``,
-  the test a real URL or id. A shell block whose first line is ``# not run: <reason>`` is shown
+  the test a real URL or id. A shell block right after ``<!-- not run: <reason> -->`` is shown
   only (say, ``instax sandbox``, which runs until interrupted); one without ``instax`` (``pip``,
   ``make``) is not an example at all.
+- Such a marker stands alone on the line right before the block's opening fence (indented as
+  the fence is, in a list item); one anywhere else, or before a block of the other language, is
+  refused.
 - ``test_*`` functions an example defines (sync or async, without parameters) are called right
   after it.
 - ``printed`` holds what the last example printed (a command example: its stdout and stderr);
@@ -64,16 +68,25 @@ from typing import Any, Literal
 
 import pytest
 
-__all__ = ["Block", "MarkdownError", "Page", "blocks", "check_fragment", "defines_tests"]
+__all__ = [
+    "Block",
+    "MarkdownError",
+    "Page",
+    "blocks",
+    "check_fragment",
+    "code_lines",
+    "defines_tests",
+]
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
 BlockKind = Literal["example", "fragment", "module", "hidden", "shell", "not-run"]
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
-_FRAGMENT = re.compile(r"^#\s*fragment:(?P<reason>.*)$")
+_MARKER = re.compile(r"^\s*<!--\s*(?P<kind>fragment|not run):(?P<reason>.*?)-->\s*$")
+# the markers' old form, inside the block: shown to readers and copied by the copy button
+_SHOWN_MARKER = re.compile(r"^#\s*(?P<kind>fragment|not run):")
 _MODULE = re.compile(r"^#\s*(?P<path>[A-Za-z_][\w/]*)\.py\s*$")
-_NOT_RUN = re.compile(r"^#\s*not run:(?P<reason>.*)$")
 _RUNS_INSTAX = re.compile(r"^\s*instax(\s|$)", re.MULTILINE)
 _HIDDEN_OPEN = re.compile(r"^\s*<!--\s*test\s*$")
 _COMPILE_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -109,52 +122,83 @@ class Block:
         return code
 
 
-def _classify(path: Path, line: int, source: str) -> Block:
-    first = source.split("\n", 1)[0].strip()
-    fragment = _FRAGMENT.match(first)
-    if fragment:
-        reason = fragment["reason"].strip()
-        if not reason:
-            raise MarkdownError(f"{path.name}:{line}: a fragment must say why it does not run")
-        return Block("fragment", source, path, line, reason=reason)
-    module = _MODULE.match(first)
+def _refuse_shown_marker(path: Path, line: int, source: str) -> None:
+    shown = _SHOWN_MARKER.match(source.split("\n", 1)[0].strip())
+    if shown:
+        raise MarkdownError(
+            f"{path.name}:{line}: '# {shown['kind']}:' would be shown to readers and copied: "
+            f"write it as <!-- {shown['kind']}: <why> --> on the line before the block"
+        )
+
+
+def _classify(path: Path, line: int, source: str, marker: re.Match[str] | None) -> Block:
+    _refuse_shown_marker(path, line, source)
+    if marker is not None:
+        return Block("fragment", source, path, line, reason=marker["reason"].strip())
+    module = _MODULE.match(source.split("\n", 1)[0].strip())
     if module:
         return Block("module", source, path, line, module=module["path"].replace("/", "."))
     return Block("example", source, path, line)
 
 
-def _classify_shell(path: Path, line: int, source: str) -> Block | None:
-    not_run = _NOT_RUN.match(source.split("\n", 1)[0].strip())
-    if not_run:
-        reason = not_run["reason"].strip()
-        if not reason:
-            raise MarkdownError(f"{path.name}:{line}: a shell block not run must say why")
-        return Block("not-run", source, path, line, reason=reason)
+def _classify_shell(
+    path: Path, line: int, source: str, marker: re.Match[str] | None
+) -> Block | None:
+    _refuse_shown_marker(path, line, source)
+    if marker is not None:
+        return Block("not-run", source, path, line, reason=marker["reason"].strip())
     if _RUNS_INSTAX.search(source):
         return Block("shell", source, path, line)
     return None
+
+
+def _check_marker(path: Path, line: int, marker: re.Match[str], language: str | None) -> None:
+    """A marker names why, and stands right before a block of its language (``None``: it does
+    not stand before a block)."""
+    kind = marker["kind"]
+    where = f"{path.name}:{line}"
+    if not marker["reason"].strip():
+        raise MarkdownError(f"{where}: <!-- {kind}: --> must say why the block does not run")
+    wanted = PYTHON_LANGUAGES if kind == "fragment" else SHELL_LANGUAGES
+    if language is None:
+        raise MarkdownError(f"{where}: <!-- {kind}: --> must stand right before a code block")
+    if language not in wanted:
+        raise MarkdownError(
+            f"{where}: <!-- {kind}: --> marks a {' or '.join(sorted(wanted))} block, "
+            f"not {language or 'one without a language'}"
+        )
 
 
 def blocks(path: Path) -> list[Block]:
     """Every Python block of the Markdown file ``path``, hidden ones included, in page order."""
     lines = path.read_text(encoding="utf-8").split("\n")
     found: list[Block] = []
+    marker: re.Match[str] | None = None  # the marker on the line before, if any
+    marker_line = 0
     i = 0
     while i < len(lines):
         line = lines[i]
         fence = _FENCE.match(line)
         if fence:
-            indent, marker = len(fence["indent"]), fence["fence"]
+            indent, closing = len(fence["indent"]), fence["fence"]
             language = (fence["info"].split() or [""])[0].lower()
-            end = _closing_fence(lines, i, marker, path)
-            body = [_strip_indent(text, indent) for text in lines[i + 1 : end]]
+            if marker is not None:
+                _check_marker(path, marker_line, marker, language)
+            end = _closing_fence(lines, i, closing, path)
+            body = "\n".join(_strip_indent(text, indent) for text in lines[i + 1 : end]) + "\n"
             if language in PYTHON_LANGUAGES:
-                found.append(_classify(path, i + 2, "\n".join(body) + "\n"))
+                found.append(_classify(path, i + 2, body, marker))
             elif language in SHELL_LANGUAGES:
-                shell = _classify_shell(path, i + 2, "\n".join(body) + "\n")
+                shell = _classify_shell(path, i + 2, body, marker)
                 if shell is not None:
                     found.append(shell)
+            marker = None
             i = end + 1
+        elif marker is not None:
+            _check_marker(path, marker_line, marker, None)  # not right before a block
+        elif _MARKER.match(line):
+            marker, marker_line = _MARKER.match(line), i + 1
+            i += 1
         elif _HIDDEN_OPEN.match(line):
             end = _closing_comment(lines, i, path, lambda text: text.strip() == "-->")
             code = textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n"
@@ -168,6 +212,25 @@ def blocks(path: Path) -> list[Block]:
                 i = _closing_comment(lines, i, path, lambda text: "-->" in text) + 1
         else:
             i += 1
+    if marker is not None:
+        _check_marker(path, marker_line, marker, None)
+    return found
+
+
+def code_lines(path: Path) -> list[tuple[int, str]]:
+    """Every line of every fenced code block of ``path``, whatever its language, as the reader
+    sees it (a list item's indentation removed), with its line number (1-based)."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    found: list[tuple[int, str]] = []
+    i = 0
+    while i < len(lines):
+        fence = _FENCE.match(lines[i])
+        if fence:
+            end = _closing_fence(lines, i, fence["fence"], path)
+            indent = len(fence["indent"])
+            found += [(j + 1, _strip_indent(lines[j], indent)) for j in range(i + 1, end)]
+            i = end
+        i += 1
     return found
 
 

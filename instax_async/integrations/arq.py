@@ -232,7 +232,8 @@ class PayoutWatchFailure(Frozen):
     """What ``on_failure`` receives when a watch ends without a hash.
 
     >>> async def payout_failed(failure: PayoutWatchFailure) -> None:
-    ...     await alerts.send(f"payout {failure.tx_id}: {failure.reason.value}: {failure.message}")
+    ...     why = f"{failure.reason.value}: {failure.message}"
+    ...     await alerts.send(f"payout {failure.tx_id}: {why}")
     """
 
     #: The payout's transaction id.
@@ -375,8 +376,9 @@ async def enqueue_payout_watch(
     :class:`~instax_async.ValidationError` naming it. A Redis error is raised as the Redis
     client raised it.
 
-    >>> job = await enqueue_payout_watch(pool, tx_id, on_hash="myapp.tasks:record_hash")
-    ... # doctest: +SKIP
+    >>> job = await enqueue_payout_watch(
+    ...     pool, tx_id, on_hash="myapp.tasks:record_hash"
+    ... )  # doctest: +SKIP
     """
     if not callable(getattr(arq_pool, "enqueue_job", None)):
         raise ValidationError(

@@ -47,10 +47,13 @@ class Sandbox(AsyncResource):
     home loop runs in another thread (as the ``instax_sandbox`` fixture's does): they run there.
     :meth:`complete` and :meth:`fail` work from any loop.
 
+    :param config: the sandbox's settings; ``SandboxConfig()`` by default.
     :param host: the address (or name) to listen on; ``"0.0.0.0"`` makes the sandbox reachable
         from other machines, which may then use this machine's address in their URLs. Other host
         names need ``SandboxConfig.allowed_hosts``.
     :param port: ``0`` picks a free port; ``url`` tells which.
+    :param access_log: log a line per request on the ``aiohttp.access`` logger, as
+        ``instax sandbox`` does.
     """
 
     def __init__(

@@ -86,7 +86,9 @@ class WebhookRecorder(AsyncResource):
     context manager::
 
         async with WebhookRecorder() as webhooks:
-            config = SandboxConfig(webhook_url=webhooks.url, webhook_secret=webhooks.secret)
+            config = SandboxConfig(
+                webhook_url=webhooks.url, webhook_secret=webhooks.secret
+            )
             ...
             event = await webhooks.wait_for(reference="order-1", status="completed")
 
@@ -95,6 +97,7 @@ class WebhookRecorder(AsyncResource):
     thread (as the ``instax_webhooks`` fixture's does).
 
     :param secret: the webhook secret deliveries must be signed with; a random one by default.
+    :param host: the address to listen on (a free port is picked).
     :ivar url: where to send webhooks (set once started).
     :ivar events: the verified :class:`~instax_async.WebhookEvent` s, in arrival order.
     :ivar refused: how many deliveries were refused (bad signature or malformed body).

@@ -18,9 +18,13 @@ class MockTransport:
     Exceptions raised by the handler propagate as a real transport's would (raise
     :class:`~instax_async.APIConnectionError` to simulate a network failure).
 
+    :param handler: called with each :class:`Request`; returns a :class:`Response`, or an
+        awaitable of one.
+
     >>> import json
     >>> def handler(request: Request) -> Response:
-    ...     return Response(status=200, headers={}, content=json.dumps({"id": "ps_1"}).encode())
+    ...     body = json.dumps({"id": "ps_1"}).encode()
+    ...     return Response(status=200, headers={}, content=body)
     >>> transport = MockTransport(handler)
     """
 

@@ -500,7 +500,11 @@ def test_instax_log_attaches_a_stderr_handler_in_a_fresh_process() -> None:
     code = (
         "import asyncio, json\n"
         "from instax_async import AsyncSession, MockTransport, Response, SessionRequest\n"
+        "calls = []\n"
         "def answer(request):\n"
+        "    calls.append(request)\n"
+        "    if len(calls) == 1:\n"
+        "        return Response(503, {'Retry-After': '0'}, b'{}')\n"
         "    return Response(201, {'x-request-id': 'req_9'}, json.dumps({'id': 'ps_9'}).encode())\n"
         "async def main():\n"
         f"    async with AsyncSession(api_key={API_KEY!r}, transport=MockTransport(answer)) as c:\n"
@@ -521,9 +525,15 @@ def test_instax_log_attaches_a_stderr_handler_in_a_fresh_process() -> None:
 
     debug = run("debug")
     assert "DEBUG instax_async: POST /api/session -> 201" in debug
+    assert "WARNING instax_async: retrying POST /api/session in 0.00 s" in debug
     assert "request id req_9" in debug and API_KEY not in debug
-    assert run(None) == ""
-    assert run("warning") == ""
+    lines = debug.splitlines()
+    assert len(lines) == 3 and all(line.count("instax_async") == 1 for line in lines), debug
+    # without INSTAX_LOG, Python's last-resort handler shows the WARNING alone, as for any
+    # library whose logger nobody configured
+    assert run(None) == "retrying POST /api/session in 0.00 s (retry 1 of 2) after HTTP 503\n"
+    warning = run("warning")
+    assert warning.count("\n") == 1 and warning.count("instax_async") == 1, warning
     assert "INSTAX_LOG='loud' is not one of debug, info, warning" in run("loud")
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from instax_async.sandbox import SandboxConfig
 from tests.doc_fixtures import BackgroundSandbox, page_fixtures
-from tests.markdown_blocks import Page, blocks, defines_tests
+from tests.markdown_blocks import Page, blocks, code_lines, defines_tests
 from tests.redis_fixtures import redis_url
 
 __all__ = ["redis_url"]  # a fixture the Redis section asks for
@@ -43,9 +43,27 @@ def test_every_guide_is_a_page() -> None:
         "testing.md",
         "production.md",
         "errors.md",
+        "performance.md",
         "reference.md",
         "changelog.md",
     }
+
+
+#: The columns of code the site's content column shows at 1280 px; a longer line is cut off.
+CODE_COLUMNS = 80
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*PAGES, ROOT / "benchmarks" / "README.md"],
+    ids=[*PAGE_IDS, "benchmarks/README.md"],
+)
+def test_code_blocks_keep_to_80_columns(path: Path) -> None:
+    """Every line of code a page shows fits the column whole, so it reads and copies as is."""
+    long = [
+        f"{path.name}:{n}: {len(t)} columns" for n, t in code_lines(path) if len(t) > CODE_COLUMNS
+    ]
+    assert not long, "code lines wider than the column:\n" + "\n".join(long)
 
 
 @pytest.mark.parametrize("path", PAGES, ids=PAGE_IDS)

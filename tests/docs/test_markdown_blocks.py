@@ -65,8 +65,8 @@ def test_blocks_are_found_in_order_with_their_kind_and_line(tmp_path: Path) -> N
         c = 3
         ~~~~
 
+        <!-- fragment: needs your FastAPI app -->
         {F}python
-        # fragment: needs your FastAPI app
         app.add_route("/", handler)
         {F}
 
@@ -82,7 +82,7 @@ def test_blocks_are_found_in_order_with_their_kind_and_line(tmp_path: Path) -> N
         ("example", 14),
         ("hidden", 19),
         ("example", 30),
-        ("fragment", 35),
+        ("fragment", 36),
         ("module", 40),
     ]
     assert found[0].source == "a = 1\n"
@@ -90,6 +90,7 @@ def test_blocks_are_found_in_order_with_their_kind_and_line(tmp_path: Path) -> N
     assert found[2].source == "assert b == 2\n"
     assert found[3].source == f"{F}\nc = 3\n"
     assert found[4].reason == "needs your FastAPI app"
+    assert found[4].source == 'app.add_route("/", handler)\n'  # the reader's code only
     assert found[5].module == "myapp.tasks"
     assert found[0].where == "page.md:4"
 
@@ -100,7 +101,29 @@ def test_blocks_are_found_in_order_with_their_kind_and_line(tmp_path: Path) -> N
         (f"{F}python\na = 1\n", "page.md:1: the code block is never closed"),
         ("<!-- test\na = 1\n", "page.md:1: the HTML comment is never closed"),
         ("<!-- note\n", "page.md:1: the HTML comment is never closed"),
-        (f"{F}python\n# fragment:\n{F}\n", "page.md:2: a fragment must say why"),
+        (f"<!-- fragment: -->\n{F}python\na = 1\n{F}\n", "page.md:1: .* must say why"),
+        (f"<!-- not run:  -->\n{F}sh\ninstax demo\n{F}\n", "page.md:1: .* must say why"),
+        # the old markers, inside the block: shown to readers and copied
+        (
+            f"{F}python\n# fragment: a reason\na = 1\n{F}\n",
+            "page.md:2: '# fragment:' would be shown to readers and copied: write it as "
+            "<!-- fragment: <why> --> on the line before the block",
+        ),
+        (f"{F}sh\n# not run: a reason\ninstax demo\n{F}\n", "page.md:2: '# not run:' would be"),
+        # a marker stands right before the block it marks, of its language
+        (
+            f"<!-- fragment: a reason -->\n\n{F}python\na = 1\n{F}\n",
+            "page.md:1: <!-- fragment: --> must stand right before a code block",
+        ),
+        ("text\n<!-- not run: a reason -->\n", "page.md:2: .* must stand right before"),
+        (
+            f"<!-- not run: a reason -->\n{F}python\na = 1\n{F}\n",
+            "page.md:1: <!-- not run: --> marks a bash or console or sh or shell block, not python",
+        ),
+        (
+            f"<!-- fragment: a reason -->\n{F}\na = 1\n{F}\n",
+            "page.md:1: <!-- fragment: --> marks a py or python or python3 block, not one without",
+        ),
     ],
 )
 def test_a_page_that_breaks_the_conventions_is_refused(
@@ -183,8 +206,8 @@ def test_a_fragment_is_compiled_and_its_imports_resolved_but_not_run(tmp_path: P
     namespace = run(
         tmp_path,
         f"""\
+        <!-- fragment: shows a shape, not a program -->
         {F}python
-        # fragment: shows a shape, not a program
         import os
         from os import path, sep
         from instax_async import transports
@@ -208,8 +231,8 @@ def test_a_fragment_is_compiled_and_its_imports_resolved_but_not_run(tmp_path: P
 def test_a_fragment_that_would_not_compile_or_import_fails(
     tmp_path: Path, code: str, error: str
 ) -> None:
-    with pytest.raises(MarkdownError, match=f"page.md:2: the fragment failed: {error}"):
-        run(tmp_path, f"{F}python\n# fragment: a reason\n{code}\n{F}\n")
+    with pytest.raises(MarkdownError, match=f"page.md:3: the fragment failed: {error}"):
+        run(tmp_path, f"<!-- fragment: a reason -->\n{F}python\n{code}\n{F}\n")
 
 
 def test_a_module_block_is_importable_and_sees_only_the_fixtures(tmp_path: Path) -> None:
@@ -350,8 +373,8 @@ def test_a_command_example_runs_with_instax_in_the_workdir_and_substitutions(
     assert key == "real-key"
     -->
 
+    <!-- not run: it would never end -->
     {F}sh
-    # not run: it would never end
     instax sandbox
     {F}
 
@@ -362,6 +385,7 @@ def test_a_command_example_runs_with_instax_in_the_workdir_and_substitutions(
     path = page(tmp_path, text)
     assert [b.kind for b in blocks(path)] == ["hidden", "shell", "hidden", "not-run"]
     assert blocks(path)[3].reason == "it would never end"
+    assert blocks(path)[3].source == "instax sandbox\n"
     with Page(path) as running:
         workdir = running.workdir
         running.run()
@@ -375,6 +399,9 @@ def test_a_failing_command_example_names_its_block_and_shows_the_output(tmp_path
         run(tmp_path, path.read_text())
 
 
-def test_a_shell_block_not_run_must_say_why(tmp_path: Path) -> None:
-    with pytest.raises(MarkdownError, match=r"page\.md:2: a shell block not run must say why"):
-        blocks(page(tmp_path, f"{F}sh\n# not run:\ninstax sandbox\n{F}\n"))
+def test_a_marker_in_a_list_item_stands_indented_before_its_block(tmp_path: Path) -> None:
+    text = (
+        f"- an item:\n\n  <!-- not run: runs until stopped -->\n  {F}sh\n  instax sandbox\n  {F}\n"
+    )
+    [block] = blocks(page(tmp_path, text))
+    assert (block.kind, block.line, block.source) == ("not-run", 5, "instax sandbox\n")
