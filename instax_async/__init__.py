@@ -14,7 +14,13 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .client import AsyncSession
-    from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore, UnreadableEntryError
+    from .dedupe import (
+        ClaimResult,
+        DedupeStore,
+        InMemoryDedupeStore,
+        SyncDedupeStore,
+        UnreadableEntryError,
+    )
     from .errors import (
         APIConnectionError,
         APIStatusError,
@@ -63,6 +69,7 @@ _LAZY: dict[str, str] = {
     "ClaimResult": ".dedupe",
     "DedupeStore": ".dedupe",
     "InMemoryDedupeStore": ".dedupe",
+    "SyncDedupeStore": ".dedupe",
     "UnreadableEntryError": ".dedupe",
     "InstaxError": ".errors",
     "InvoiceData": ".models",
@@ -125,6 +132,7 @@ __all__ = [
     "ClaimResult",
     "DedupeStore",
     "InMemoryDedupeStore",
+    "SyncDedupeStore",
     "UnreadableEntryError",
     "InstaxError",
     "InvoiceData",
