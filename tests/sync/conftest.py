@@ -56,6 +56,11 @@ class ThreadServer:
         """The most connections open at once, as requests found them."""
         return max((seen.connections for seen in self.seen), default=0)
 
+    def open_connections(self) -> int:
+        """The connections open now (a connection whose handler runs counts until it ends)."""
+        assert self._runner is not None and self._runner.server is not None
+        return len(self._runner.server.connections)
+
     def _note(self, request: web.Request) -> None:
         assert self._runner is not None and self._runner.server is not None
         peer = request.transport.get_extra_info("peername") if request.transport else None
