@@ -99,11 +99,16 @@ def webhook_view(
     def instax_webhook(request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return _use_post()
-        outcome = receiver.receive(
-            signatures_in(request.headers.get(SIGNATURE_HEADER)),
-            content_length(request.META.get("CONTENT_LENGTH")),
-            request.read,
-        )
+        try:
+            outcome = receiver.receive(
+                signatures_in(request.headers.get(SIGNATURE_HEADER)),
+                content_length(request.META.get("CONTENT_LENGTH")),
+                request.read,
+            )
+        except OSError:
+            # The client hung up before its body arrived (Django's UnreadablePostError):
+            # nothing was handled, and no one is left to read an answer or a traceback.
+            return HttpResponse(status=400)
         return _response(outcome)
 
     return _exempt(instax_webhook, receiver)

@@ -415,3 +415,26 @@ def test_what_wsgi_gives_of_the_headers() -> None:
     assert signatures_in("") == [""]  # present but empty: verify() says it is missing
     assert signatures_in("a" * 32) == ["a" * 32]
     assert signatures_in("a,b") == ["a", "b"]  # two headers, as a WSGI server joins them
+
+
+def test_a_client_that_hangs_up_mid_body_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from django.test import RequestFactory
+
+    class HungUp:
+        def read(self, size: int = -1) -> bytes:
+            raise ConnectionResetError("the client went away")
+
+    handler = Handler()
+    view = django_receiver.webhook_view(SECRET, handler)
+    body = body_of()
+    request = RequestFactory().post(
+        "/hook", data=body, content_type="application/json", headers=signed(body)
+    )
+    request._stream = HungUp()
+    caplog.set_level(logging.ERROR)
+    response = view(request)
+    assert response.status_code == 400 and handler.events == []
+    assert view.receiver.pending_bytes == 0  # type: ignore[attr-defined]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
