@@ -494,7 +494,7 @@ class StatusIterator(Generic[T]):
         # Dropped unfinished, its generator is closed by the client's loop (asyncio's own
         # finalizer for async generators). In a forked child that loop is the parent's: the
         # generator is kept instead, so that its finalizer never wakes the parent's loop.
-        if not self._done and self._generation != self._loop.generation:
+        if self._generation != self._loop.generation:
             keep_forever(self._updates)
 
 
