@@ -89,7 +89,7 @@ class HttpxTransport:
             with self._first_use:  # two threads' first requests: one loop wins, once
                 if self._client is None:
                     self._client = httpx.AsyncClient()
-                if self._loop is None:
+                if self._loop is None:  # pragma: no branch - else another thread's came first
                     self._loop = loop
                 client = self._client
         if self._loop is not loop:
