@@ -515,6 +515,7 @@ class SyncWebhookReceiver(_ReceiverCore):
             max_pending_bytes=max_pending_bytes,
         )
         self._on_event = _in_this_thread(on_event)
+        self._budget = _SharedBudget(max_pending_bytes)
 
     def _calls_of(self, store: Any) -> DedupeStore:
         return _BlockingCalls(store)
@@ -648,28 +649,44 @@ def content_length(value: str | None) -> int | None:
 
 
 class _Budget:
-    """The bytes of the bodies being received, bounded by ``limit`` (shared by the threads of a
-    sync receiver, hence the lock)."""
+    """The bytes of the bodies being received, bounded by ``limit``; changed on the event
+    loop's thread only."""
 
-    __slots__ = ("_lock", "limit", "used")
+    __slots__ = ("limit", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._lock = threading.Lock()
 
     def hold(self, size: int) -> _Hold | None:
         """Count ``size`` bytes, or ``None`` if that would go over the limit."""
-        with self._lock:
-            if self.used + size > self.limit:
-                return None
-            self.used += size
+        if self.used + size > self.limit:
+            return None
+        self.used += size
         return _Hold(self, size)
 
     def give_back(self, size: int) -> None:
         """Stop counting ``size`` bytes."""
+        self.used -= size
+
+
+class _SharedBudget(_Budget):
+    """A :class:`_Budget` that the request threads of a sync receiver share (an async
+    receiver's needs no lock: it is counted on its loop's thread only)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._lock = threading.Lock()
+
+    def hold(self, size: int) -> _Hold | None:
         with self._lock:
-            self.used -= size
+            return super().hold(size)
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            super().give_back(size)
 
 
 class _Hold:
