@@ -1,6 +1,6 @@
 """instax_async: the async-first Python SDK for the InstaXchange payment API.
 
->>> from instax_async import AsyncSession, SessionRequest
+>>> from instax_async import AsyncSession, Client, SessionRequest
 >>> request = SessionRequest.sending(from_amount="50", from_currency="USD", to_currency="USDT")
 """
 
@@ -14,7 +14,13 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .client import AsyncSession
-    from .dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore, UnreadableEntryError
+    from .dedupe import (
+        ClaimResult,
+        DedupeStore,
+        InMemoryDedupeStore,
+        SyncDedupeStore,
+        UnreadableEntryError,
+    )
     from .errors import (
         APIConnectionError,
         APIStatusError,
@@ -44,11 +50,12 @@ if TYPE_CHECKING:
     from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
     from .poller import BlockchainPoller
     from .retry import RetryPolicy
+    from .sync_client import Client
     from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
 
 # Every public name is imported on first use (PEP 562), so ``import instax_async`` — which pytest
 # does for the bundled plugin in every project that installs the SDK — costs almost nothing;
-# ``from instax_async import AsyncSession`` loads the client (and aiohttp) as usual.
+# ``from instax_async import AsyncSession`` (or ``Client``) loads the client (and aiohttp) as usual.
 _LAZY: dict[str, str] = {
     "APIConnectionError": ".errors",
     "APIStatusError": ".errors",
@@ -61,8 +68,10 @@ _LAZY: dict[str, str] = {
     "BlockchainPoller": ".poller",
     "BlockchainStatus": ".models",
     "ClaimResult": ".dedupe",
+    "Client": ".sync_client",
     "DedupeStore": ".dedupe",
     "InMemoryDedupeStore": ".dedupe",
+    "SyncDedupeStore": ".dedupe",
     "UnreadableEntryError": ".dedupe",
     "InstaxError": ".errors",
     "InvoiceData": ".models",
@@ -123,8 +132,10 @@ __all__ = [
     "BlockchainPoller",
     "BlockchainStatus",
     "ClaimResult",
+    "Client",
     "DedupeStore",
     "InMemoryDedupeStore",
+    "SyncDedupeStore",
     "UnreadableEntryError",
     "InstaxError",
     "InvoiceData",

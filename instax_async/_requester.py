@@ -64,6 +64,16 @@ _HOOK_KINDS = ("request", "response")
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
+#: Why one client cannot serve two event loops running at once.
+TWO_LOOPS = (
+    "AsyncSession: used from two event loops at once; nothing was sent. A client serves one "
+    "event loop at a time: successive asyncio.run calls are fine, concurrent ones from several "
+    "threads (asyncio.run per request in Flask or Django) are not. From threads, use "
+    "instax_async.Client, the thread-safe client; or give each thread an AsyncSession of its "
+    "own."
+)
+
+
 class Shared:
     """What a client and the copies ``with_options`` makes of it share: the transport, the
     ``max_concurrency`` bound and whether the client was closed."""
@@ -81,12 +91,17 @@ class Shared:
         """The ``max_concurrency`` semaphore of the running event loop.
 
         An ``asyncio.Semaphore`` binds to the first loop it waits in; a client used in a second
-        loop (a second ``asyncio.run``) gets a fresh one there.
+        loop (a second ``asyncio.run``) gets a fresh one there, once the first loop has
+        stopped. While that loop still runs in another thread, the bound could not hold across
+        both: :class:`~instax_async.InstaxError`, before anything is sent.
         """
         if self.max_concurrency is None:
             return None
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
+            previous = self._loop
+            if previous is not None and previous.is_running() and not previous.is_closed():
+                raise InstaxError(TWO_LOOPS)
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
             self._loop = loop
         return self._semaphore

@@ -56,7 +56,10 @@ class AsyncSession(AsyncResource):
     :param transport: how requests travel; :class:`~instax_async.AiohttpTransport` by default.
         A transport passed in is not closed by :meth:`aclose` (close it yourself); the default
         one is. The default one follows the running event loop, so one client can serve
-        successive ``asyncio.run`` calls; a session or client of your own is tied to its loop.
+        successive ``asyncio.run`` calls in turn, but one event loop at a time: a request from
+        a second loop (another thread's ``asyncio.run``) while the first still runs raises
+        :class:`~instax_async.InstaxError` before anything is sent. From threads, use
+        :class:`~instax_async.Client`. A session or client of your own is tied to its loop.
     :param timeout: seconds each attempt may take, connection included. ``None`` is refused.
     :param retry: a :class:`~instax_async.RetryPolicy`; ``RetryPolicy()`` by default.
     :param max_retries: a shortcut for ``retry=RetryPolicy(max_retries=n)``; giving both is a

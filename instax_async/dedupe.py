@@ -11,20 +11,33 @@ another program, a Redis hash where a string belongs) cannot tell whether the ev
 handled: it raises :class:`UnreadableEntryError`, and the receiver answers 503, so the event is
 neither handled twice nor dropped, but resent until someone clears the key. So that someone
 knows, the store logs it at ERROR naming the key, at most once a minute per key.
+
+Synchronous receivers (Django, Flask) call a store's blocking methods, ``claim_sync``,
+``mark_done_sync`` and ``release_sync`` (:class:`SyncDedupeStore`), in the request's thread.
+:class:`InMemoryDedupeStore` has both kinds, over one memory guarded by a lock, so one store
+serves threads and event loops alike; ``RedisDedupeStore`` has the kind of the Redis client it
+is given (``redis.Redis`` or ``redis.asyncio.Redis``).
 """
 
 from __future__ import annotations
 
 import enum
-import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from ._validate import check_number
 from .errors import InstaxError, ValidationError
 
-__all__ = ["ClaimResult", "DedupeStore", "InMemoryDedupeStore", "UnreadableEntryError"]
+__all__ = [
+    "ClaimResult",
+    "DedupeStore",
+    "InMemoryDedupeStore",
+    "SyncDedupeStore",
+    "UnreadableEntryError",
+]
 
 
 class ClaimResult(str, enum.Enum):
@@ -48,7 +61,10 @@ class DedupeStore(Protocol):
 
     A store that forgets handled keys after a while may say how long in a ``ttl`` attribute
     (seconds, as :class:`InMemoryDedupeStore` and ``RedisDedupeStore`` do): a receiver with a
-    ``max_age`` warns when the store forgets sooner than old events are refused.
+    ``max_age`` warns when the store forgets sooner than old events are refused. A store whose
+    methods of one kind only work says which in a ``synchronous`` attribute (``True``: the
+    :class:`SyncDedupeStore` methods; ``False``: these), and receivers of the other kind refuse
+    it when they are built.
     """
 
     async def claim(self, key: str) -> ClaimResult:
@@ -67,6 +83,30 @@ class DedupeStore(Protocol):
 
     async def release(self, key: str) -> None:
         """Forget a claim whose handling failed, so the next delivery is processed."""
+        ...
+
+
+@runtime_checkable
+class SyncDedupeStore(Protocol):
+    """Where synchronous receivers (Django, Flask) record handled webhooks: the blocking
+    counterparts of :class:`DedupeStore`'s methods, called in the request's thread.
+
+    Each answers as its async counterpart does (``claim_sync`` a :class:`ClaimResult` or its
+    value; :class:`UnreadableEntryError` or any other error makes the delivery a 503). Implement
+    these three for a store of your own (on your database, say); a store may implement both
+    protocols, as :class:`InMemoryDedupeStore` does.
+    """
+
+    def claim_sync(self, key: str) -> ClaimResult:
+        """:meth:`DedupeStore.claim`, blocking."""
+        ...
+
+    def mark_done_sync(self, key: str) -> None:
+        """:meth:`DedupeStore.mark_done`, blocking."""
+        ...
+
+    def release_sync(self, key: str) -> None:
+        """:meth:`DedupeStore.release`, blocking."""
         ...
 
 
@@ -89,16 +129,12 @@ _PROCESSING = ClaimResult.PROCESSING
 _DONE = ClaimResult.DONE
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{name}: expected seconds as a number, got {value!r}", field=name)
-    if not math.isfinite(value) or value <= 0:
-        raise ValidationError(f"{name}: expected a finite number > 0, got {value!r}", field=name)
-    return float(value)
-
-
 class InMemoryDedupeStore:
-    """A bounded, process-local :class:`DedupeStore`.
+    """A bounded, process-local :class:`DedupeStore` and :class:`SyncDedupeStore`.
+
+    Thread-safe: its async methods (for aiohttp and ASGI receivers) and its ``*_sync`` methods
+    (for Django and Flask views, in any number of threads) share one memory under a lock, and
+    each check-and-set is atomic.
 
     :param max_entries: how many keys are remembered; the oldest are forgotten first, even
         before their ``ttl`` ran out.
@@ -121,10 +157,11 @@ class InMemoryDedupeStore:
                 f"max_entries: expected an int >= 1, got {max_entries!r}", field="max_entries"
             )
         self._max_entries = max_entries
-        self._ttl = _positive("ttl", ttl)
-        self._processing_ttl = _positive("processing_ttl", processing_ttl)
+        self._ttl = check_number("ttl", ttl, accepted=" (seconds)")
+        self._processing_ttl = check_number("processing_ttl", processing_ttl, accepted=" (seconds)")
         self._clock = clock
         self._entries: OrderedDict[str, tuple[ClaimResult, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -138,26 +175,41 @@ class InMemoryDedupeStore:
         return f"<InMemoryDedupeStore entries={len(self._entries)} max={self._max_entries}>"
 
     async def claim(self, key: str) -> ClaimResult:
-        """Claim ``key``; no ``await`` inside, so check-and-set is atomic on the event loop."""
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None:
-            if entry[1] > self._clock():
-                return entry[0]
-            entries.move_to_end(key)  # claimed again: the newest now
-        entries[key] = (_PROCESSING, self._clock() + self._processing_ttl)
-        while len(entries) > self._max_entries:
-            entries.popitem(last=False)
-        return _NEW
+        """Claim ``key`` (atomically: nothing is awaited, and the lock is held)."""
+        return self.claim_sync(key)
 
     async def mark_done(self, key: str) -> None:
         """Remember ``key`` as handled for ``ttl`` seconds."""
-        entries = self._entries
-        entries[key] = (_DONE, self._clock() + self._ttl)
-        entries.move_to_end(key)
-        while len(entries) > self._max_entries:
-            entries.popitem(last=False)
+        self.mark_done_sync(key)
 
     async def release(self, key: str) -> None:
         """Forget ``key``."""
-        self._entries.pop(key, None)
+        self.release_sync(key)
+
+    def claim_sync(self, key: str) -> ClaimResult:
+        """:meth:`claim`, from any thread."""
+        with self._lock:
+            entries = self._entries
+            entry = entries.get(key)
+            if entry is not None:
+                if entry[1] > self._clock():
+                    return entry[0]
+                entries.move_to_end(key)  # claimed again: the newest now
+            entries[key] = (_PROCESSING, self._clock() + self._processing_ttl)
+            while len(entries) > self._max_entries:
+                entries.popitem(last=False)
+            return _NEW
+
+    def mark_done_sync(self, key: str) -> None:
+        """:meth:`mark_done`, from any thread."""
+        with self._lock:
+            entries = self._entries
+            entries[key] = (_DONE, self._clock() + self._ttl)
+            entries.move_to_end(key)
+            while len(entries) > self._max_entries:
+                entries.popitem(last=False)
+
+    def release_sync(self, key: str) -> None:
+        """:meth:`release`, from any thread."""
+        with self._lock:
+            self._entries.pop(key, None)

@@ -44,6 +44,7 @@ __all__ = [
     "RECEIVER_MAX_PENDING_BYTES",
     "SIGNATURE_HEADER",
     "VerificationFailure",
+    "check_max_age",
     "dedupe_key",
     "parse",
     "sign",
@@ -206,7 +207,7 @@ def verify(
     :raises ValidationError: ``max_age``, ``now`` or ``max_body`` is not acceptable (checked
         first, whatever the body).
     """
-    window = None if max_age is None else _max_age(max_age)
+    window = None if max_age is None else check_max_age(max_age)
     if now is not None:
         _check_now(now)
     check_count("max_body", max_body, expected="a number of bytes >= 0")
@@ -284,7 +285,10 @@ def _signed_json(signed: bytes) -> Any:
     return json.loads(signed, parse_float=Decimal)
 
 
-def _max_age(value: object) -> timedelta | None:
+def check_max_age(value: object) -> timedelta | None:
+    """A ``max_age`` as given to :func:`verify` or a receiver (seconds > 0 or a positive
+    ``timedelta``) as a ``timedelta``; ``None`` stays ``None`` (any age). Anything else is a
+    :class:`~instax_async.ValidationError` naming ``max_age``."""
     if value is None:
         return None
     if isinstance(value, timedelta):

@@ -22,6 +22,19 @@ a MiB of numbers): a body over :data:`VERIFY_OFF_LOOP_ABOVE` bytes is verified o
 thread shared by every receiver, so the event loop keeps answering genuine deliveries, which
 are about 1.5 KB and verified in place. The adapters close the connection after any answer
 given before the body was read to its end, so that the rest of it is never read.
+
+One core, two worlds. :class:`WebhookReceiver` serves the event-loop adapters (aiohttp, ASGI,
+Django's async view); :class:`SyncWebhookReceiver` the threaded ones (Django and Flask views
+under a WSGI server). Both run the same coroutine, :meth:`_ReceiverCore._answer`, which holds
+every decision once: the status of each verification failure, of each claim answer and of a
+failed handler, and what the store is told (claim, then done or released). A sync receiver
+gives it a store whose calls are its blocking ``*_sync`` methods and an ``on_event`` called in
+the request's thread (an async one runs on a background event loop), so nothing in it ever
+waits: it runs to its end in one step, without an event loop (:func:`_run_to_end`). The
+request thread matters: Django's ORM refuses to run in a thread where an event loop runs.
+What differs is how a body is read: a sync view reads it in blocking chunks and checks
+``body_timeout`` between them, but cannot interrupt a read that stalls (the WSGI server's
+timeouts, or a proxy in front, bound that), and answers 408 to a body that came too late.
 """
 
 from __future__ import annotations
@@ -34,18 +47,26 @@ import math
 import os
 import reprlib
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import CoroutineType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
+from .._background import BackgroundLoop
 from .._compat import timeout
 from .._telemetry import telemetry
-from ..dedupe import ClaimResult, DedupeStore, InMemoryDedupeStore, UnreadableEntryError
-from ..errors import ValidationError, WebhookVerificationError
+from ..dedupe import (
+    ClaimResult,
+    DedupeStore,
+    InMemoryDedupeStore,
+    SyncDedupeStore,
+    UnreadableEntryError,
+)
+from ..errors import InstaxError, ValidationError, WebhookVerificationError
 from ..models import WebhookEvent
 from ..webhooks import (
     MAX_CLOCK_SKEW,
@@ -54,19 +75,27 @@ from ..webhooks import (
     RECEIVER_MAX_PENDING_BYTES,
     SIGNATURE_HEADER,
     VerificationFailure,
-    _max_age,
+    check_max_age,
     dedupe_key,
     verify,
 )
 
 __all__ = [
     "BUSY_RETRY_AFTER",
+    "DUPLICATE",
+    "HANDLED",
     "VERIFY_OFF_LOOP_ABOVE",
     "BodyReader",
+    "ChunkReader",
     "EventHandler",
     "Outcome",
+    "SyncWebhookReceiver",
     "WebhookReceiver",
+    "content_length",
+    "signatures_in",
 ]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("instax_async.webhooks")
 
@@ -74,12 +103,17 @@ EventHandler = Callable[[WebhookEvent], "Awaitable[Any] | Any"]
 BodyReader = Callable[[int], Awaitable["bytes | None"]]
 """``read(limit)``: the request's body, or ``None`` as soon as it is known to exceed ``limit``
 bytes (an adapter's way to read its framework's request)."""
+ChunkReader = Callable[[int], bytes]
+"""``read(size)``: at most ``size`` more bytes of the request's body, ``b""`` at its end,
+blocking (a WSGI request's stream ``read``, as Django's ``request.read``)."""
 
 VERIFY_OFF_LOOP_ABOVE = 4 * 1024
 """Bodies larger than this (bytes) are verified on a worker thread, off the event loop; smaller
 ones (a webhook is about 1.5 KB, verified in well under a millisecond) in place."""
 BUSY_RETRY_AFTER = 5
 """The ``Retry-After`` (seconds) of a 503 answered because ``max_pending_bytes`` was reached."""
+#: The most bytes a sync receiver reads at once (it checks ``body_timeout`` between reads).
+READ_CHUNK = 16 * 1024
 
 _STATUS_FOR_FAILURE = {
     VerificationFailure.MISSING_SIGNATURE: 401,
@@ -105,8 +139,8 @@ class Outcome:
     headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
-class WebhookReceiver:
-    """Verify, deduplicate and dispatch webhooks; adapters turn requests into :meth:`handle`.
+class _ReceiverCore:
+    """What both receivers share: the options, the flood limits, and every decision.
 
     Answers: 200 once ``on_event`` returned (or for a redelivery of a handled event); 401 for a
     missing or wrong signature; 400 for a malformed body, two ``X-Instaxwh-Key`` headers, or,
@@ -126,7 +160,6 @@ class WebhookReceiver:
     bytes of the bodies this receiver receives at once, each counted by its declared length or
     ``max_body`` from before it is read until its delivery is answered; default
     :data:`~instax_async.webhooks.RECEIVER_MAX_PENDING_BYTES`, 16 MiB, at least ``max_body``).
-    A body over :data:`VERIFY_OFF_LOOP_ABOVE` bytes is verified off the event loop.
 
     ``max_age`` (seconds or a ``timedelta``; ``None``, the default, is off) is passed to
     :func:`~instax_async.webhooks.verify`. With a store that remembers handled events for at
@@ -134,12 +167,17 @@ class WebhookReceiver:
     never handled twice; a warning is logged here when the store's ``ttl`` is shorter.
     """
 
+    #: The kind of dedupe store this receiver calls: ``True`` for :class:`SyncDedupeStore`.
+    _synchronous = False
+    #: Bodies larger than this are verified on the worker thread.
+    _verify_off_loop_above: float = VERIFY_OFF_LOOP_ABOVE
+
     def __init__(
         self,
         secret: str,
         on_event: EventHandler,
         *,
-        dedupe: DedupeStore | bool | None = None,
+        dedupe: DedupeStore | SyncDedupeStore | bool | None = None,
         max_body: int = RECEIVER_MAX_BODY,
         max_age: float | timedelta | None = None,
         body_timeout: float = RECEIVER_BODY_TIMEOUT,
@@ -178,22 +216,13 @@ class WebhookReceiver:
                 f"got {max_pending_bytes!r}",
                 field="max_pending_bytes",
             )
-        if dedupe is None or dedupe is True:
-            store: DedupeStore | None = InMemoryDedupeStore()
-        elif dedupe is False:
-            store = None
-        elif isinstance(dedupe, DedupeStore):
-            store = dedupe
-        else:
-            raise ValidationError(
-                "dedupe: expected a DedupeStore, None (in-memory) or False (off), "
-                f"got {type(dedupe).__name__}",
-                field="dedupe",
-            )
-        window = _max_age(max_age)
+        store = self._store(dedupe)
+        window = check_max_age(max_age)
         self._secret = secret
         self._on_event = on_event
-        self._dedupe = store
+        self._dedupe: DedupeStore | None = store if store is None else self._calls_of(store)
+        #: The store as it was given (its ``repr``, its ``ttl``).
+        self.dedupe = store
         self.max_body = max_body
         #: The oldest event accepted (``None``: any age), as a ``timedelta``.
         self.max_age = window
@@ -204,9 +233,40 @@ class WebhookReceiver:
         if window is not None and store is not None:
             _warn_if_forgotten_sooner(store, window)
 
+    def _store(self, dedupe: object) -> Any:
+        """The store ``dedupe`` names, checked to be of this receiver's kind."""
+        kind = SyncDedupeStore if self._synchronous else DedupeStore
+        if dedupe is None or dedupe is True:
+            return InMemoryDedupeStore()
+        if dedupe is False:
+            return None
+        wrong_kind = getattr(dedupe, "synchronous", self._synchronous) is not self._synchronous
+        if isinstance(dedupe, kind) and not wrong_kind:
+            return dedupe
+        if self._synchronous:
+            expected = (
+                "a SyncDedupeStore (claim_sync, mark_done_sync, release_sync), such as "
+                "InMemoryDedupeStore or RedisDedupeStore on a redis.Redis client"
+            )
+        else:
+            expected = (
+                "a DedupeStore (async claim, mark_done, release), such as InMemoryDedupeStore "
+                "or RedisDedupeStore on a redis.asyncio.Redis client"
+            )
+        raise ValidationError(
+            f"dedupe: expected {expected}; None (in-memory) or False (off), "
+            f"got {type(dedupe).__name__}"
+            + (" built for the other kind of receiver" if wrong_kind else ""),
+            field="dedupe",
+        )
+
+    def _calls_of(self, store: Any) -> DedupeStore:
+        """The store as :meth:`_answer` calls it."""
+        return store  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
         name = getattr(self._on_event, "__name__", "?")
-        return f"<WebhookReceiver on_event={name} dedupe={self._dedupe!r}>"
+        return f"<{type(self).__name__} on_event={name} dedupe={self.dedupe!r}>"
 
     @property
     def max_pending_bytes(self) -> int:
@@ -217,68 +277,6 @@ class WebhookReceiver:
     def pending_bytes(self) -> int:
         """The body bytes counted now against :attr:`max_pending_bytes`."""
         return self._budget.used
-
-    async def handle(self, body: bytes | None, signature: str | None) -> Outcome:
-        """Handle one delivery. ``body`` is ``None`` when it was over ``max_body``.
-
-        For an adapter that has read the body itself (none of the flood limits but ``max_body``
-        apply; :meth:`receive` is the whole path). A body over :data:`VERIFY_OFF_LOOP_ABOVE`
-        bytes is verified on a worker thread.
-
-        With OpenTelemetry, the delivery is a SERVER span ``instax.webhook.receive`` in which
-        ``on_event`` runs, and counts in ``instax.webhooks.received`` by its answer's code.
-        While that would record nothing (no OpenTelemetry SDK configured: see
-        :meth:`~instax_async._telemetry.Telemetry.idle`), no telemetry call is made.
-        """
-        outcome = await self._answer(body, signature)
-        # the caller's own, never one of the shared answers
-        return Outcome(outcome.status, dict(outcome.body), dict(outcome.headers))
-
-    async def receive(
-        self,
-        signatures: Sequence[str],
-        declared: int | None,
-        read: BodyReader,
-        *,
-        arrived: bool = False,
-    ) -> Outcome:
-        """Answer one HTTP delivery, reading its body only if it may be accepted.
-
-        ``signatures``: every ``X-Instaxwh-Key`` value of the request; ``declared``: its
-        ``Content-Length`` (``None`` without one); ``read``: reads the body (see
-        :data:`BodyReader`). Before any of the body is read: 400 for more than one signature
-        header, 413 for a declared length over ``max_body``, 401 for a missing or malformed
-        signature when the length is declared (as :func:`~instax_async.webhooks.verify` would
-        answer), and 503 with ``Retry-After`` when counting this body (its declared length, or
-        ``max_body``) would take the bodies being received over ``max_pending_bytes``. The
-        body then has ``body_timeout`` seconds to arrive (else 408); ``arrived``: the whole
-        body is buffered already, so ``read`` will not wait and no deadline needs arming (a
-        genuine webhook comes in one packet with its headers).
-
-        The answer may be the shared :data:`HANDLED` or :data:`DUPLICATE` (never to be
-        changed). An adapter closes the connection after answering a delivery whose body it has
-        not read to its end.
-        """
-        refusal = self._refusal_before_body(signatures, declared)
-        if refusal is not None:
-            return await self._answer(refusal, None)
-        hold = self._budget.hold(self.max_body if declared is None else declared)
-        if hold is None:
-            return await self._answer(_BUSY, None)
-        try:
-            if arrived:
-                body = await read(self.max_body)
-            else:
-                try:
-                    async with timeout(self.body_timeout):
-                        body = await read(self.max_body)
-                except TimeoutError:
-                    late = f"the body took over {self.body_timeout:g} s"
-                    return await self._answer(Outcome(408, {"error": late}), None)
-            return await self._answer(body, signatures[0] if signatures else None, hold=hold)
-        finally:
-            if not hold.handed_off:
-                hold.release()
 
     def _refusal_before_body(
         self, signatures: Sequence[str], declared: int | None
@@ -306,19 +304,20 @@ class WebhookReceiver:
         span: Any = None,
         hold: _Hold | None = None,
     ) -> Outcome:
-        """:meth:`handle`, answering a handled delivery with the shared :data:`HANDLED` or
-        :data:`DUPLICATE` (adapters answer those with text written once). Verification, the
-        dedupe store and ``on_event`` run in this one coroutine, with no coroutine per step.
-        ``body`` may be the :class:`Outcome` that refuses the delivery before its body was read
-        (logged and traced as a refusal). ``span``: the delivery's span, when :meth:`_traced`
-        calls this within it. ``hold``: the body's count against ``max_pending_bytes``, which
-        the worker thread releases instead when it verifies the body.
+        """The answer to a delivery: a shared :data:`HANDLED` or :data:`DUPLICATE` (adapters
+        answer those with text written once) or an :class:`Outcome` of its own. Verification,
+        the dedupe store and ``on_event`` run in this one coroutine, with no coroutine per step
+        (and, for a sync receiver, without anything that waits). ``body`` may be the
+        :class:`Outcome` that refuses the delivery before its body was read (logged and traced
+        as a refusal). ``span``: the delivery's span, when :meth:`_traced` calls this within
+        it. ``hold``: the body's count against ``max_pending_bytes``, which the worker thread
+        releases instead when it verifies the body.
         """
         if span is None:
             tel = telemetry()
             if tel is not None and not tel.idle():
                 return await self._traced(tel, body, signature, hold)
-        if type(body) is bytes and len(body) > VERIFY_OFF_LOOP_ABOVE:
+        if type(body) is bytes and len(body) > self._verify_off_loop_above:
             event = await self._verified_off_loop(body, signature, hold)
         else:
             event = self._verified(body, signature)
@@ -406,6 +405,249 @@ class WebhookReceiver:
             return Outcome(status, {"error": str(exc)})
 
 
+class WebhookReceiver(_ReceiverCore):
+    """Verify, deduplicate and dispatch webhooks in an event loop: the core of the aiohttp and
+    ASGI receivers (and of Django's async view), which turn requests into :meth:`receive`.
+
+    ``on_event`` may be sync or async (it runs in the event loop); ``dedupe`` is a
+    :class:`~instax_async.DedupeStore`. A body over :data:`VERIFY_OFF_LOOP_ABOVE` bytes is
+    verified off the event loop, on a worker thread.
+    """
+
+    async def handle(self, body: bytes | None, signature: str | None) -> Outcome:
+        """Handle one delivery. ``body`` is ``None`` when it was over ``max_body``.
+
+        For an adapter that has read the body itself (none of the flood limits but ``max_body``
+        apply; :meth:`receive` is the whole path). A body over :data:`VERIFY_OFF_LOOP_ABOVE`
+        bytes is verified on a worker thread.
+
+        With OpenTelemetry, the delivery is a SERVER span ``instax.webhook.receive`` in which
+        ``on_event`` runs, and counts in ``instax.webhooks.received`` by its answer's code.
+        While that would record nothing (no OpenTelemetry SDK configured: see
+        :meth:`~instax_async._telemetry.Telemetry.idle`), no telemetry call is made.
+        """
+        outcome = await self._answer(body, signature)
+        # the caller's own, never one of the shared answers
+        return Outcome(outcome.status, dict(outcome.body), dict(outcome.headers))
+
+    async def receive(
+        self,
+        signatures: Sequence[str],
+        declared: int | None,
+        read: BodyReader,
+        *,
+        arrived: bool = False,
+    ) -> Outcome:
+        """Answer one HTTP delivery, reading its body only if it may be accepted.
+
+        ``signatures``: every ``X-Instaxwh-Key`` value of the request; ``declared``: its
+        ``Content-Length`` (``None`` without one); ``read``: reads the body (see
+        :data:`BodyReader`). Before any of the body is read: 400 for more than one signature
+        header, 413 for a declared length over ``max_body``, 401 for a missing or malformed
+        signature when the length is declared (as :func:`~instax_async.webhooks.verify` would
+        answer), and 503 with ``Retry-After`` when counting this body (its declared length, or
+        ``max_body``) would take the bodies being received over ``max_pending_bytes``. The
+        body then has ``body_timeout`` seconds to arrive (else 408); ``arrived``: the whole
+        body is buffered already, so ``read`` will not wait and no deadline needs arming (a
+        genuine webhook comes in one packet with its headers).
+
+        The answer may be the shared :data:`HANDLED` or :data:`DUPLICATE` (never to be
+        changed). An adapter closes the connection after answering a delivery whose body it has
+        not read to its end.
+        """
+        refusal = self._refusal_before_body(signatures, declared)
+        if refusal is not None:
+            return await self._answer(refusal, None)
+        hold = self._budget.hold(self.max_body if declared is None else declared)
+        if hold is None:
+            return await self._answer(_BUSY, None)
+        try:
+            if arrived:
+                body = await read(self.max_body)
+            else:
+                try:
+                    async with timeout(self.body_timeout):
+                        body = await read(self.max_body)
+                except TimeoutError:
+                    return await self._answer(self._late(), None)
+            return await self._answer(body, signatures[0] if signatures else None, hold=hold)
+        finally:
+            if not hold.handed_off:
+                hold.release()
+
+    def _late(self) -> Outcome:
+        return Outcome(408, {"error": f"the body took over {self.body_timeout:g} s"})
+
+
+class SyncWebhookReceiver(_ReceiverCore):
+    """Verify, deduplicate and dispatch webhooks in the request's thread: the core of the
+    Django and Flask views, which turn requests into :meth:`receive`.
+
+    The same answers, limits and decisions as :class:`WebhookReceiver` (the same code: see
+    the module's docstring). ``dedupe`` is a :class:`~instax_async.SyncDedupeStore`, whose
+    blocking methods are called here. ``on_event`` may be sync (called in the request's thread,
+    where Django's ORM works) or async (run on a background event loop shared by every sync
+    receiver of the process, while the request's thread waits for it; a task it starts keeps
+    running there after the answer, but is lost if the process ends).
+    """
+
+    _synchronous = True
+    _verify_off_loop_above = math.inf  # in the request's thread: no event loop to keep free
+
+    def __init__(
+        self,
+        secret: str,
+        on_event: EventHandler,
+        *,
+        dedupe: SyncDedupeStore | bool | None = None,
+        max_body: int = RECEIVER_MAX_BODY,
+        max_age: float | timedelta | None = None,
+        body_timeout: float = RECEIVER_BODY_TIMEOUT,
+        max_pending_bytes: int = RECEIVER_MAX_PENDING_BYTES,
+    ) -> None:
+        super().__init__(
+            secret,
+            on_event,
+            dedupe=dedupe,
+            max_body=max_body,
+            max_age=max_age,
+            body_timeout=body_timeout,
+            max_pending_bytes=max_pending_bytes,
+        )
+        self._on_event = _in_this_thread(on_event)
+        self._budget = _SharedBudget(max_pending_bytes)
+
+    def _calls_of(self, store: Any) -> DedupeStore:
+        return _BlockingCalls(store)
+
+    def handle(self, body: bytes | None, signature: str | None) -> Outcome:
+        """Handle one delivery whose body was read already (``None``: over ``max_body``), as
+        :meth:`WebhookReceiver.handle` does; :meth:`receive` is the whole path."""
+        outcome = _run_to_end(self._answer(body, signature))
+        return Outcome(outcome.status, dict(outcome.body), dict(outcome.headers))
+
+    def receive(
+        self, signatures: Sequence[str], declared: int | None, read: ChunkReader
+    ) -> Outcome:
+        """Answer one HTTP delivery, reading its body only if it may be accepted.
+
+        ``signatures`` and ``declared`` as for :meth:`WebhookReceiver.receive`, with the same
+        refusals before the body is read; ``read`` reads it in blocking chunks (see
+        :data:`ChunkReader`), at most ``max_body`` + 1 bytes in all. A body whose last chunk
+        came more than ``body_timeout`` seconds after the headers is answered 408 without being
+        handled; a read that stalls is not interrupted (the server's timeouts bound it). The
+        answer may be the shared :data:`HANDLED` or :data:`DUPLICATE`.
+        """
+        refusal = self._refusal_before_body(signatures, declared)
+        if refusal is not None:
+            return _run_to_end(self._answer(refusal, None))
+        hold = self._budget.hold(self.max_body if declared is None else declared)
+        if hold is None:
+            return _run_to_end(self._answer(_BUSY, None))
+        try:
+            body = self._read(read, declared)
+            signature = signatures[0] if signatures else None
+            return _run_to_end(self._answer(body, signature))
+        finally:
+            hold.release()
+
+    def _read(self, read: ChunkReader, declared: int | None) -> bytes | Outcome | None:
+        """The body; ``None`` once it is over ``max_body``; an :class:`Outcome` (408) when it
+        ended after ``body_timeout``."""
+        deadline = time.monotonic() + self.body_timeout
+        left = self.max_body + 1 if declared is None else declared
+        chunks: list[bytes] = []
+        size = 0
+        while left > 0:
+            chunk = read(min(left, READ_CHUNK))
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+            if time.monotonic() > deadline:
+                return Outcome(408, {"error": f"the body took over {self.body_timeout:g} s"})
+        return b"".join(chunks)
+
+
+def _run_to_end(answer: Coroutine[Any, Any, T]) -> T:
+    """Run a sync receiver's :meth:`_ReceiverCore._answer` to its end, in this thread and
+    without an event loop: nothing it awaits ever waits (see the module's docstring), so it
+    ends at its first step."""
+    try:
+        answer.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    answer.close()  # pragma: no cover - only a bug in the core could make it wait
+    raise InstaxError(
+        "a sync webhook receiver's answer waited for an event loop"
+    )  # pragma: no cover
+
+
+class _BlockingCalls:
+    """A :class:`SyncDedupeStore` behind :class:`DedupeStore`'s async methods, which call its
+    blocking ones and so end without waiting (for :func:`_run_to_end`)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SyncDedupeStore) -> None:
+        self._store = store
+
+    async def claim(self, key: str) -> ClaimResult:
+        return self._store.claim_sync(key)
+
+    async def mark_done(self, key: str) -> None:
+        self._store.mark_done_sync(key)
+
+    async def release(self, key: str) -> None:
+        self._store.release_sync(key)
+
+
+_handlers_loop: BackgroundLoop | None = None
+_handlers_loop_lock = threading.Lock()
+
+
+def _background_handlers() -> BackgroundLoop:
+    """The event loop on which sync receivers run async handlers (one per process)."""
+    global _handlers_loop
+    with _handlers_loop_lock:
+        if _handlers_loop is None or _handlers_loop.closed:  # closed at exit
+            _handlers_loop = BackgroundLoop("instax_async webhook handlers")
+        return _handlers_loop
+
+
+def _in_this_thread(on_event: EventHandler) -> Callable[[WebhookEvent], None]:
+    """``on_event`` for a sync receiver: called in the request's thread, and an awaitable it
+    returns (an async handler's coroutine) run on the background loop until it is done."""
+
+    def call(event: WebhookEvent) -> None:
+        result = on_event(event)
+        if inspect.isawaitable(result):
+            _background_handlers().run_awaitable(result)
+
+    call.__name__ = getattr(on_event, "__name__", "on_event")
+    return call
+
+
+def signatures_in(header: str | None) -> list[str]:
+    """The signatures in a request's ``X-Instaxwh-Key`` value as a WSGI server (or Django)
+    gives it: several headers of one name are joined with commas, which a signature never
+    holds, so a comma means more than one header (answered 400)."""
+    return [] if header is None else header.split(",")
+
+
+def content_length(value: str | None) -> int | None:
+    """A ``Content-Length`` (or WSGI ``CONTENT_LENGTH``) value as a number of bytes; ``None``
+    when absent or not a plain number."""
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 class _Budget:
     """The bytes of the bodies being received, bounded by ``limit``; changed on the event
     loop's thread only."""
@@ -423,6 +665,29 @@ class _Budget:
         self.used += size
         return _Hold(self, size)
 
+    def give_back(self, size: int) -> None:
+        """Stop counting ``size`` bytes."""
+        self.used -= size
+
+
+class _SharedBudget(_Budget):
+    """A :class:`_Budget` that the request threads of a sync receiver share (an async
+    receiver's needs no lock: it is counted on its loop's thread only)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._lock = threading.Lock()
+
+    def hold(self, size: int) -> _Hold | None:
+        with self._lock:
+            return super().hold(size)
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            super().give_back(size)
+
 
 class _Hold:
     """One body's bytes counted in a :class:`_Budget` until :meth:`release`."""
@@ -436,7 +701,7 @@ class _Hold:
         self.handed_off = False
 
     def release(self) -> None:
-        self._budget.used -= self._size
+        self._budget.give_back(self._size)
 
     def release_soon(self, loop: asyncio.AbstractEventLoop) -> Callable[[object], None]:
         """A job's done callback that releases this hold on ``loop``'s thread."""

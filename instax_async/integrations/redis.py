@@ -11,6 +11,11 @@ reach, each event is handled once (install the extra: ``pip install 'instax-asyn
     client = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=2.0)
     handler = webhook_handler(secret, on_event, dedupe=RedisDedupeStore(client))
 
+The Django and Flask receivers are synchronous: give them a store on the blocking client,
+``RedisDedupeStore(redis.Redis.from_url(...))`` (``import redis``), whose ``*_sync`` methods
+they call in the request's thread. A store has the kind of its client: the async receivers
+refuse one on ``redis.Redis``, the sync ones one on ``redis.asyncio.Redis``, when they are built.
+
 One key per event, ``{prefix}{dedupe key}``, goes through these states:
 
 - absent → ``"processing"`` when a receiver claims it (``SET NX PX processing_ttl``, in one Lua
@@ -56,10 +61,12 @@ from .._extras import extra_required
 with extra_required("redis"):
     import redis as _redis_sync
     from redis.asyncio import Redis
+    from redis.cluster import RedisCluster as _SyncCluster
 
 from .._logging import ReportThrottle
-from ..dedupe import ClaimResult, UnreadableEntryError, _positive
-from ..errors import ValidationError
+from .._validate import check_number
+from ..dedupe import ClaimResult, UnreadableEntryError
+from ..errors import InstaxError, ValidationError
 
 __all__ = ["RedisDedupeStore"]
 
@@ -103,15 +110,17 @@ _RESULTS = {0: ClaimResult.NEW, 1: ClaimResult.PROCESSING, 2: ClaimResult.DONE}
 
 
 def _milliseconds(name: str, value: object) -> int:
-    seconds = _positive(name, value)
+    seconds = check_number(name, value, accepted=" (seconds)")
     return max(1, math.ceil(seconds * 1000))
 
 
 class RedisDedupeStore:
     """A :class:`~instax_async.DedupeStore` whose claims and done marks live in Redis.
 
-    :param redis: a ``redis.asyncio.Redis`` client (``decode_responses`` either way; a cluster
-        client works too). It is not closed by the store: it is yours.
+    :param redis: a ``redis.asyncio.Redis`` client, for the async receivers (aiohttp, ASGI),
+        or a ``redis.Redis`` client, for the sync ones (Django, Flask), which call the
+        ``*_sync`` methods (``decode_responses`` either way; cluster clients work too). It is
+        not closed by the store: it is yours.
     :param prefix: put before every event key, so several apps can share one Redis.
     :param ttl: seconds a handled event is remembered (default one day): redeliveries within
         it are answered 200 ``duplicate`` without calling ``on_event``.
@@ -124,23 +133,18 @@ class RedisDedupeStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | _redis_sync.Redis,
         *,
         prefix: str = "instax:webhook:",
         ttl: float = 86_400.0,
         processing_ttl: float = 300.0,
     ) -> None:
-        if isinstance(redis, _redis_sync.Redis):
-            raise ValidationError(
-                "redis: expected an asyncio client (redis.asyncio.Redis), got the synchronous "
-                "redis.Redis",
-                field="redis",
-            )
         if not callable(getattr(redis, "register_script", None)) or not callable(
             getattr(redis, "set", None)
         ):
             raise ValidationError(
-                f"redis: expected a redis.asyncio.Redis client, got {type(redis).__name__}",
+                "redis: expected a redis.asyncio.Redis or redis.Redis client, "
+                f"got {type(redis).__name__}",
                 field="redis",
             )
         if not isinstance(prefix, str):
@@ -148,7 +152,8 @@ class RedisDedupeStore:
                 f"prefix: expected a string such as 'instax:webhook:', got {prefix!r}",
                 field="prefix",
             )
-        self._redis = redis
+        self._redis: Any = redis
+        self._synchronous = isinstance(redis, (_redis_sync.Redis, _SyncCluster))
         self.prefix = prefix
         self._ttl_ms = _milliseconds("ttl", ttl)
         self._processing_ttl_ms = _milliseconds("processing_ttl", processing_ttl)
@@ -162,6 +167,12 @@ class RedisDedupeStore:
             f"<RedisDedupeStore prefix={self.prefix!r} ttl={self._ttl_ms / 1000:g}s "
             f"processing_ttl={self._processing_ttl_ms / 1000:g}s>"
         )
+
+    @property
+    def synchronous(self) -> bool:
+        """True when built on ``redis.Redis``: the ``*_sync`` methods work (for Django and Flask
+        receivers), the async ones raise. False on ``redis.asyncio.Redis``: the reverse."""
+        return self._synchronous
 
     @property
     def ttl(self) -> float:
@@ -185,8 +196,42 @@ class RedisDedupeStore:
         store does not write (logged at ERROR, at most once a minute per key); the receiver
         answers 503 to both.
         """
+        self._check_kind(synchronous=False)
         redis_key = self.key(key)
-        result: Any = await self._claim(keys=[redis_key], args=[self._processing_ttl_ms])
+        return self._claimed(redis_key, await self._claim(keys=[redis_key], args=self._claim_args))
+
+    async def mark_done(self, key: str) -> None:
+        """Record ``key`` as handled for ``ttl`` seconds (``SET key done PX ttl``)."""
+        self._check_kind(synchronous=False)
+        await self._redis.set(self.key(key), _DONE, px=self._ttl_ms)
+
+    async def release(self, key: str) -> None:
+        """Forget the claim on ``key`` if it is still ``processing``; a done mark is kept."""
+        self._check_kind(synchronous=False)
+        await self._release(keys=[self.key(key)], args=[])
+
+    def claim_sync(self, key: str) -> ClaimResult:
+        """:meth:`claim`, blocking, on a ``redis.Redis`` client."""
+        self._check_kind(synchronous=True)
+        redis_key = self.key(key)
+        return self._claimed(redis_key, self._claim(keys=[redis_key], args=self._claim_args))
+
+    def mark_done_sync(self, key: str) -> None:
+        """:meth:`mark_done`, blocking, on a ``redis.Redis`` client."""
+        self._check_kind(synchronous=True)
+        self._redis.set(self.key(key), _DONE, px=self._ttl_ms)
+
+    def release_sync(self, key: str) -> None:
+        """:meth:`release`, blocking, on a ``redis.Redis`` client."""
+        self._check_kind(synchronous=True)
+        self._release(keys=[self.key(key)], args=[])
+
+    @property
+    def _claim_args(self) -> list[int]:
+        return [self._processing_ttl_ms]
+
+    def _claimed(self, redis_key: str, result: Any) -> ClaimResult:
+        """What the claim script answered, as a :class:`ClaimResult` (or the error)."""
         if isinstance(result, int):
             return _RESULTS.get(result, ClaimResult.PROCESSING)
         found = result.decode("utf-8", "replace") if isinstance(result, bytes) else str(result)
@@ -199,10 +244,14 @@ class RedisDedupeStore:
             logger.error("%s", message)
         raise UnreadableEntryError(message, key=redis_key)
 
-    async def mark_done(self, key: str) -> None:
-        """Record ``key`` as handled for ``ttl`` seconds (``SET key done PX ttl``)."""
-        await self._redis.set(self.key(key), _DONE, px=self._ttl_ms)
-
-    async def release(self, key: str) -> None:
-        """Forget the claim on ``key`` if it is still ``processing``; a done mark is kept."""
-        await self._release(keys=[self.key(key)], args=[])
+    def _check_kind(self, *, synchronous: bool) -> None:
+        if self._synchronous != synchronous:
+            built, wanted = (
+                ("redis.Redis", "the *_sync methods")
+                if self._synchronous
+                else ("redis.asyncio.Redis", "the async methods")
+            )
+            raise InstaxError(
+                f"this RedisDedupeStore is built on {built}: use {wanted}, or build a store on "
+                "the other kind of client for this receiver"
+            )

@@ -11,6 +11,12 @@ next request, in the new loop, starts a new session. A session passed in by the 
 as it is and never closed; used from another loop than its own, it raises
 :class:`~instax_async.InstaxError` saying so, instead of failing deep inside aiohttp.
 
+**One loop at a time.** Successive loops are fine; two at once are not: starting a new session
+for a loop in another thread would close the connections the first loop's requests are using
+(``asyncio.run`` per request in a threaded web server). A request from another loop while the
+session's loop still runs raises :class:`~instax_async.InstaxError` before anything is sent,
+pointing to :class:`~instax_async.Client`, the client for threads.
+
 **Bounded bodies.** The body is read as it arrives and counted by a
 :class:`~instax_async.transports.base.BodyCollector`; past ``max_response_bytes`` the
 connection is closed, not drained. The transport's own session does not let aiohttp
@@ -29,6 +35,7 @@ import contextlib
 import ipaddress
 import math
 import ssl as ssl_module
+import threading
 import zlib
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -170,6 +177,8 @@ class AiohttpTransport:
         self._session = session
         self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # makes "is the session's loop still running? else start afresh" one step for threads
+        self._switching = threading.Lock()
         self._guard: AsyncGenerator[None, None] | None = None
         self._limit = limit
         self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
@@ -210,22 +219,28 @@ class AiohttpTransport:
         # cannot run now (``send`` uses a session of the running loop without coming here):
         # start afresh in this loop. Dropping the old guard is enough: if its loop is still
         # open, asyncio's finalizer for async generators closes the old session there, the
-        # next time that loop runs.
-        connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
-        # trust_env is handled here, once per session and origin (see _route): aiohttp's own
-        # would look the environment up in a thread on every request, and would proxy loopback
-        self._routes = {} if self._trust_env and _environment_routes() else None
-        # Accept-Encoding as a session default: aiohttp merges default headers into every
-        # request anyway (a request's own Accept-Encoding replaces it), so no request pays for
-        # a merge of its own
-        session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,
-            auto_decompress=False,
-            headers={"Accept-Encoding": ACCEPT_ENCODING},
-        )
-        guard = _close_when_loop_ends(session)
-        self._session, self._loop, self._guard = session, loop, guard
+        # next time that loop runs. A loop that is running now, in another thread, is using
+        # the session: replacing it would close that loop's connections under its requests.
+        with self._switching:
+            owner = self._loop
+            if owner is not None and owner is not loop and owner.is_running():
+                raise InstaxError(_TWO_LOOPS)
+            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
+            # trust_env is handled here, once per session and origin (see _route): aiohttp's
+            # own would look the environment up in a thread on every request, and would proxy
+            # loopback
+            self._routes = {} if self._trust_env and _environment_routes() else None
+            # Accept-Encoding as a session default: aiohttp merges default headers into every
+            # request anyway (a request's own Accept-Encoding replaces it), so no request pays
+            # for a merge of its own
+            session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                auto_decompress=False,
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
+            )
+            guard = _close_when_loop_ends(session)
+            self._session, self._loop, self._guard = session, loop, guard
         await guard.__anext__()  # runs to its ``yield`` at once: registered with this loop
         return session
 
@@ -381,6 +396,17 @@ class AiohttpTransport:
             await guard.aclose()  # its ``finally`` closes the session
         # else: another loop's session, closed as that loop ended, or the next time it runs
         # (the dropped guard's finalizer does it there)
+
+
+_TWO_LOOPS = (
+    "AiohttpTransport: used from two event loops at once. Its connections belong to an event "
+    "loop that is still running in another thread, and a request from this loop would close "
+    "them under that loop's requests; nothing was sent. An AsyncSession (and its transport) "
+    "serves one event loop at a time: successive asyncio.run calls are fine, concurrent ones "
+    "from several threads (asyncio.run per request in Flask or Django) are not. From threads, "
+    "use instax_async.Client, the thread-safe client; or give each thread an AsyncSession of "
+    "its own."
+)
 
 
 def _check_shared(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:

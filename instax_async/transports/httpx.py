@@ -11,13 +11,15 @@ closes its connection (httpx does not return a half-read connection to its pool)
 exceptions are re-raised from scrubbed copies, as in the aiohttp transport.
 
 An ``httpx.AsyncClient`` keeps connections that belong to the event loop that opened them, so
-the transport refuses, with a clear :class:`~instax_async.InstaxError`, to use a client in
-another loop than the one it first used it in.
+the transport refuses, with a clear :class:`~instax_async.InstaxError` (before anything is
+sent), to use a client in another loop than the one it first used it in, such as another
+thread's: from threads, :class:`~instax_async.Client` is the client to use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import zlib
 
 from .._extras import extra_required
@@ -69,6 +71,7 @@ class HttpxTransport:
         self._client = client
         self._owns_client = client is None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._first_use = threading.Lock()
 
     def __repr__(self) -> str:
         mode = "owned" if self._owns_client else "shared"
@@ -82,17 +85,21 @@ class HttpxTransport:
     def _client_for_loop(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         client = self._client
-        if client is None:
-            client = self._client = httpx.AsyncClient()
-            self._loop = loop
-        elif self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
+        if client is None or self._loop is None:
+            with self._first_use:  # two threads' first requests: one loop wins, once
+                if self._client is None:
+                    self._client = httpx.AsyncClient()
+                if self._loop is None:  # pragma: no branch - else another thread's came first
+                    self._loop = loop
+                client = self._client
+        if self._loop is not loop:
             raise InstaxError(
                 "HttpxTransport: its httpx.AsyncClient was first used in another event loop "
-                "(an earlier asyncio.run?), and an httpx client's connections cannot move "
-                "between loops. Close the transport (await transport.aclose()) before its loop "
-                "ends, or make a transport (and AsyncSession) per event loop."
+                "(an earlier asyncio.run, or another thread's?), and an httpx client's "
+                "connections cannot move between loops; nothing was sent. Close the transport "
+                "(await transport.aclose()) before its loop ends, or make a transport (and "
+                "AsyncSession) per event loop. From threads, use instax_async.Client, the "
+                "thread-safe client."
             )
         if client.is_closed:
             raise InstaxError(

@@ -39,6 +39,8 @@ DOCUMENTED_MODULES = [
     "instax_async.serialization",
     "instax_async.integrations.aiohttp",
     "instax_async.integrations.asgi",
+    "instax_async.integrations.django",
+    "instax_async.integrations.flask",
     "instax_async.integrations.redis",
     "instax_async.integrations.arq",
     "instax_async.transports.httpx",
