@@ -72,6 +72,11 @@ def test_poll_iterators_yield_each_status_and_stop(server: ThreadServer) -> None
         assert iter(statuses) is statuses
         seen = [status.hash for status in statuses]
         assert seen == [None, "0xwd_1"]  # two pending answers are one status: it did not change
+        attempts: list[tuple[int, object]] = []
+        final = client.wait_for_blockchain_status(
+            "wd_1", interval=0.01, on_attempt=lambda a: attempts.append((a.number, a.error))
+        )
+        assert final.hash == "0xwd_1" and attempts == [(1, None)]  # the options pass through
         assert list(statuses) == []  # ended
         sessions = list(client.poll_session_status("ps_1", interval=0.01))
         assert [s.is_completed for s in sessions] == [True]
