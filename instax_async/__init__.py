@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WebhookVerificationError,
     )
     from .models import (
+        AmountMismatch,
         BlockchainStatus,
         InvoiceData,
         PaymentSession,
@@ -41,7 +42,13 @@ if TYPE_CHECKING:
         WebhookData,
         WebhookEvent,
     )
-    from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
+    from .payloads import (
+        NEWEST_API_REQUIRED,
+        AmountDirection,
+        PaymentMethod,
+        SessionRequest,
+        ToCurrency,
+    )
     from .poller import BlockchainPoller
     from .retry import RetryPolicy
     from .transports import AiohttpTransport, MockTransport, Request, Response, Transport
@@ -55,6 +62,7 @@ _LAZY: dict[str, str] = {
     "APITimeoutError": ".errors",
     "AiohttpTransport": ".transports",
     "AmountDirection": ".payloads",
+    "AmountMismatch": ".models",
     "AsyncSession": ".client",
     "AuthenticationError": ".errors",
     "BadRequestError": ".errors",
@@ -68,6 +76,7 @@ _LAZY: dict[str, str] = {
     "InvoiceData": ".models",
     "MissingExtraError": ".errors",
     "MockTransport": ".transports",
+    "NEWEST_API_REQUIRED": ".payloads",
     "NotFoundError": ".errors",
     "PaymentMethod": ".payloads",
     "PaymentSession": ".models",
@@ -117,6 +126,7 @@ __all__ = [
     "APITimeoutError",
     "AiohttpTransport",
     "AmountDirection",
+    "AmountMismatch",
     "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
@@ -130,6 +140,7 @@ __all__ = [
     "InvoiceData",
     "MissingExtraError",
     "MockTransport",
+    "NEWEST_API_REQUIRED",
     "NotFoundError",
     "PaymentMethod",
     "PaymentSession",
