@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WebhookVerificationError,
     )
     from .models import (
+        CHECKOUT_URL_KEYS,
         AmountMismatch,
         BlockchainStatus,
         InvoiceData,
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "BadRequestError": ".errors",
     "BlockchainPoller": ".poller",
     "BlockchainStatus": ".models",
+    "CHECKOUT_URL_KEYS": ".models",
     "ClaimResult": ".dedupe",
     "DedupeStore": ".dedupe",
     "InMemoryDedupeStore": ".dedupe",
@@ -132,6 +134,7 @@ __all__ = [
     "BadRequestError",
     "BlockchainPoller",
     "BlockchainStatus",
+    "CHECKOUT_URL_KEYS",
     "ClaimResult",
     "DedupeStore",
     "InMemoryDedupeStore",

@@ -144,8 +144,8 @@ def check_base_url(value: object, example: str) -> str:
     return value.rstrip("/")
 
 
-# What an api key may hold: visible ASCII, as an HTTP header value can carry it unchanged.
-_API_KEY = re.compile(r"[!-~]+").fullmatch
+# Visible ASCII: what an api key, a checkout URL (template) may hold, as HTTP carries it unchanged.
+_VISIBLE_ASCII = re.compile(r"[!-~]+").fullmatch
 
 
 def check_api_key(value: object) -> str | None:
@@ -155,7 +155,7 @@ def check_api_key(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("api_key: expected a non-empty string", field="api_key")
     key = value.strip()
-    if not _API_KEY(key):
+    if not _VISIBLE_ASCII(key):
         # the position only: the key itself, or a part of it, is never shown
         position = next(i for i, char in enumerate(key, 1) if not "!" <= char <= "~")
         raise ValidationError(
@@ -190,7 +190,6 @@ BASE_URL_PLACEHOLDER = "{base_url}"
 
 # Stands for {id} while a template is parsed: letters only, so no URL part treats it specially.
 _MARKER = "instaxsessionidmarker"
-_VISIBLE_ASCII = re.compile(r"[!-~]+").fullmatch
 
 
 def _shown_text(value: str) -> str:
@@ -268,10 +267,10 @@ def is_checkout_url(value: object, max_chars: int) -> bool:
     return parts.scheme == "https" or is_loopback_host(host)
 
 
-# An HTTP header name: a token (RFC 9110), visible ASCII without separators.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
-# A header value the SDK sends as given: visible ASCII, spaces and tabs.
-_HEADER_VALUE = re.compile(r"[\t !-~]*").fullmatch
+# An HTTP header name: a token (RFC 9110), visible ASCII without separators; a header value the
+# SDK sends as given: visible ASCII, spaces and tabs. Compiled on first use (re caches them).
+_HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_HEADER_VALUE = r"[\t !-~]*"
 #: Headers the transport sets from the request itself: framing and routing, never defaults.
 TRANSPORT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -296,7 +295,7 @@ def check_default_headers(value: object) -> dict[str, str]:
     headers: dict[str, str] = {}
     seen: set[str] = set()
     for name, header_value in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME(name):
+        if not isinstance(name, str) or not re.fullmatch(_HEADER_NAME, name):
             shown = _shown_text(name) if isinstance(name, str) else type(name).__name__
             raise ValidationError(
                 f"default_headers: expected header names of letters, digits and !#$%&'*+.^_`|~- "
@@ -321,7 +320,7 @@ def check_default_headers(value: object) -> dict[str, str]:
                 f"default_headers[{name!r}]: expected a str, got {type(header_value).__name__}",
                 field="default_headers",
             )
-        if not _HEADER_VALUE(header_value):
+        if not re.fullmatch(_HEADER_VALUE, header_value):
             # the position only: the value may be a secret
             position = next(
                 i

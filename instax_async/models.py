@@ -79,11 +79,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-#: Keys of a create-session answer that may carry the checkout page's URL, in the order they
-#: are tried. The newest provider pages say the iframe's URL is to come from the API (its
-#: "Widget URL API": endpoint and answer unknown); these are the names public payment clients
-#: use for such a URL. ``redirectUrl`` is left out: elsewhere it names the merchant's own
-#: return page, which must never become the checkout.
 CHECKOUT_URL_KEYS = (
     "checkoutUrl",
     "checkout_url",
@@ -95,9 +90,14 @@ CHECKOUT_URL_KEYS = (
     "payment_url",
     "url",
 )
+"""Keys of a create-session answer that may carry the checkout page's URL, in the order they are
+tried (:attr:`PaymentSession.iframe_url`). The newest provider pages say the iframe's URL is to
+come from the API (its "Widget URL API", whose endpoint and answer are unknown); these are the
+names public payment clients use for such a URL. ``redirectUrl`` is left out: elsewhere it names
+the merchant's own return page, which must never become the checkout."""
 
-#: The longest checkout URL taken from an answer (browsers and servers refuse much longer ones).
 MAX_CHECKOUT_URL_CHARS = 4096
+"""The longest checkout URL taken from an answer (browsers and servers refuse much longer ones)."""
 
 # Where each typed field of a PaymentSession is read from, in the order the keys are tried:
 # the snake_case names the API answers with, then the camelCase names of its requests.
@@ -116,8 +116,6 @@ def checkout_url_in(data: Mapping[str, Any]) -> str | None:
     or password: never another scheme (``javascript:``, ``data:``), whatever the answer says.
     A key holding anything else is skipped, and the next one tried.
     """
-    if data.keys().isdisjoint(CHECKOUT_URL_KEYS):  # today's answers: one check, in C
-        return None
     for key in CHECKOUT_URL_KEYS:
         value = data.get(key)
         if value is not None and is_checkout_url(value, MAX_CHECKOUT_URL_CHARS):

@@ -601,9 +601,10 @@ _wire_values: Callable[[SessionRequest], tuple[Any, ...]] = operator.attrgetter(
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in attr.fields(SessionRequest))
 
-#: The fields the newest versions of the provider's page mark mandatory:
-#: ``AsyncSession(require=NEWEST_API_REQUIRED)`` refuses a request without them.
 NEWEST_API_REQUIRED: tuple[str, ...] = ("account_ref_id", "address")
+"""The fields the newest versions of the provider's documentation mark mandatory:
+``AsyncSession(require=NEWEST_API_REQUIRED)`` refuses a request without them, before sending it.
+"""
 
 _REQUIRABLE = tuple(name for name, _ in WIRE_FIELDS)
 
