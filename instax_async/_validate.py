@@ -166,11 +166,9 @@ def check_api_key(value: object) -> str | None:
     return key
 
 
-def is_loopback_host(host: str | None) -> bool:
+def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` (and ``*.localhost``) and loopback addresses (``127.0.0.0/8``,
     ``::1``): hosts that name this machine, where plain ``http`` crosses no network."""
-    if not host:
-        return False
     name = host.strip("[]").rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True

@@ -3,9 +3,10 @@
 Offline by default: every check reads the options and the environment only, so the command runs
 in a build or deploy step without network access and never surprises anyone with a request to
 production. ``--online`` adds the two checks that need the API: that the base URL answers (one
-GET of the base URL itself, with no api key or other credential, following no redirect, so
-nothing secret can reach another host) and how far this machine's clock is from the API's
-``Date`` header (a webhook receiver's ``max_age`` compares the event's time with it).
+HEAD request for the base URL itself, with no api key or other credential, following no
+redirect, so nothing secret can reach another host, and no body to read) and how far this
+machine's clock is from the API's ``Date`` header (a webhook receiver's ``max_age`` compares the
+event's time with it).
 
 Secrets are never printed: the api key and the webhook secret are reported as set or not, and
 what is wrong with them by position or kind only.
@@ -119,7 +120,7 @@ def _base_url_check(given: str | None) -> tuple[Check, str | None]:
             f"from {source}: holds a user name or password (not shown); the API takes an api "
             "key instead",
         ), None
-    if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+    if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
         return Check(
             name,
             label,
@@ -191,7 +192,7 @@ def _account_check(given: str | None) -> Check:
 
 
 async def _reach(base_url: str, timeout: float) -> tuple[Check, Check]:
-    """GET the base URL (no key, no redirects); the reachability and clock checks."""
+    """HEAD the base URL (no key, no redirects); the reachability and clock checks."""
     from ..transports.aiohttp import AiohttpTransport
     from ..transports.base import Request
 
@@ -199,7 +200,7 @@ async def _reach(base_url: str, timeout: float) -> tuple[Check, Check]:
     started = time.monotonic()
     try:
         # Only what any browser sends: no api key, no default headers of a client.
-        request = Request("GET", base_url, {"User-Agent": user_agent()}, b"", timeout)
+        request = Request("HEAD", base_url, {"User-Agent": user_agent()}, b"", timeout)
         response = await transport.send(request)
     except InstaxError as exc:
         reach = Check("reachable", "reachable", "fail", f"{base_url}: {exc}")

@@ -257,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--online",
         action="store_true",
-        help="also reach the base URL (a GET without the api key, no redirects) and compare "
-        "its Date header with this machine's clock",
+        help="also reach the base URL (a HEAD request without the api key, no redirects) and "
+        "compare its Date header with this machine's clock",
     )
     doctor.set_defaults(run=_doctor.cmd_doctor)
 

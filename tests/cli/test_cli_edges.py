@@ -345,7 +345,8 @@ def test_sandbox_with_json_and_a_clean_stop(
         stopper.start()
         try:
             hooks = ["--webhook-url", "http://127.0.0.1:9"] if signum == signal.SIGTERM else []
-            code = main(["sandbox", "--port", "0", "--json", "--latency", "0", *hooks])
+            strict = ["--strict"] if signum == signal.SIGINT else []
+            code = main(["sandbox", "--port", "0", "--json", "--latency", "0", *hooks, *strict])
         finally:
             stopper.join()
         lines = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -355,7 +356,8 @@ def test_sandbox_with_json_and_a_clean_stop(
             assert lines[1] == {"webhook_url": "http://127.0.0.1:9", "signed": False}
         else:  # without --webhook-url, the sandbox says that none will be sent
             assert lines[1] == {"webhook_url": None, "signed": False}
-        assert lines[-1] == {"stopped": True} and len(lines) == 3
+            assert lines[2] == {"strict": True}
+        assert lines[-1] == {"stopped": True} and len(lines) == 3 + (signum == signal.SIGINT)
 
 
 # -- status --wait: failures as they happen, a bounded give-up, progress ----------------------

@@ -162,3 +162,26 @@ def test_sandbox_help_offers_strict(capsys: pytest.CaptureFixture[str]) -> None:
         build_parser().parse_args(["sandbox", "--help"])
     out = capsys.readouterr().out
     assert "--strict" in out and "--webhook-url" in out and "none are sent" in out
+
+
+def test_an_api_answer_has_every_number_as_its_exact_decimal_string() -> None:
+    from datetime import datetime
+
+    from instax_async.cli._output import api_body
+
+    answer = {
+        "fromAmount": 50,
+        "toAmount": Decimal("48.50"),
+        "quotes": [1, 2.5, Decimal("1E+2"), True, None, "x", {"fee": float("nan")}],
+        "rate": float("-inf"),
+        "spread": Decimal("NaN"),
+    }
+    assert api_body(answer) == {
+        "fromAmount": "50",
+        "toAmount": "48.50",
+        "quotes": ["1", "2.5", "1E+2", True, None, "x", {"fee": None}],
+        "rate": None,
+        "spread": None,
+    }
+    moment = datetime(2026, 1, 1)
+    assert api_body(moment) is moment  # not from JSON: left for json_text to write

@@ -74,6 +74,7 @@ async def test_account_ref_id_fills_requests_without_one_and_never_changes_them(
     assert second["accountRefId"] == "merchant-own"  # a request's own value wins
     assert REQUEST.account_ref_id is None  # the caller's request object is unchanged
     assert own.account_ref_id == "merchant-own"
+    assert own.with_account_ref_id("merchant-7") is own
 
 
 async def test_account_ref_id_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
