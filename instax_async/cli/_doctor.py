@@ -62,6 +62,13 @@ class Check:
         return {"name": self.name, "status": self.status, "detail": self.detail}
 
 
+def _reason(error: ValidationError) -> str:
+    """The error's message without the field name it starts with (the check names it)."""
+    message = str(error)
+    prefix = f"{error.field}: "
+    return message[len(prefix) :] if error.field and message.startswith(prefix) else message
+
+
 def _setting(given: str | None, variable: str, option: str) -> tuple[str | None, str]:
     """The value of a setting and where it came from (``--api-key`` or ``INSTAX_API_KEY``)."""
     if given is not None:
@@ -84,7 +91,7 @@ def _api_key_check(given: str | None) -> Check:
     try:
         key = check_api_key(value)
     except ValidationError as exc:  # its message shows a position, never the key
-        return Check(name, label, "fail", f"from {source}: {exc}")
+        return Check(name, label, "fail", f"from {source}: {_reason(exc)}")
     assert key is not None
     if value != key:
         return Check(
@@ -110,7 +117,7 @@ def _base_url_check(given: str | None) -> tuple[Check, str | None]:
     try:
         url = check_base_url(value, DEFAULT_BASE_URL)
     except ValidationError as exc:
-        return Check(name, label, "fail", f"from {source}: {exc}"), None
+        return Check(name, label, "fail", f"from {source}: {_reason(exc)}"), None
     parts = urlsplit(url)
     if "@" in parts.netloc:
         return Check(
@@ -169,7 +176,7 @@ def _checkout_check(given: str | None, base_url: str | None) -> Check:
     try:
         template = check_checkout_url(value, base_url)
     except ValidationError as exc:
-        return Check(name, label, "fail", f"from {source}: {exc}")
+        return Check(name, label, "fail", f"from {source}: {_reason(exc)}")
     return Check(name, label, "ok", f"{template} (from {source})")
 
 
@@ -187,7 +194,7 @@ def _account_check(given: str | None) -> Check:
     try:
         check_text(value, "account_ref_id")
     except ValidationError as exc:
-        return Check(name, label, "fail", f"from {source}: {exc}")
+        return Check(name, label, "fail", f"from {source}: {_reason(exc)}")
     return Check(name, label, "ok", f"{value} (from {source})")
 
 
