@@ -38,6 +38,8 @@ if TYPE_CHECKING:
         WebhookVerificationError,
     )
     from .models import (
+        CHECKOUT_URL_KEYS,
+        AmountMismatch,
         BlockchainStatus,
         InvoiceData,
         PaymentSession,
@@ -47,7 +49,13 @@ if TYPE_CHECKING:
         WebhookData,
         WebhookEvent,
     )
-    from .payloads import AmountDirection, PaymentMethod, SessionRequest, ToCurrency
+    from .payloads import (
+        NEWEST_API_REQUIRED,
+        AmountDirection,
+        PaymentMethod,
+        SessionRequest,
+        ToCurrency,
+    )
     from .poller import BlockchainPoller
     from .retry import RetryPolicy
     from .sync_client import Client
@@ -62,11 +70,13 @@ _LAZY: dict[str, str] = {
     "APITimeoutError": ".errors",
     "AiohttpTransport": ".transports",
     "AmountDirection": ".payloads",
+    "AmountMismatch": ".models",
     "AsyncSession": ".client",
     "AuthenticationError": ".errors",
     "BadRequestError": ".errors",
     "BlockchainPoller": ".poller",
     "BlockchainStatus": ".models",
+    "CHECKOUT_URL_KEYS": ".models",
     "ClaimResult": ".dedupe",
     "Client": ".sync_client",
     "DedupeStore": ".dedupe",
@@ -77,6 +87,7 @@ _LAZY: dict[str, str] = {
     "InvoiceData": ".models",
     "MissingExtraError": ".errors",
     "MockTransport": ".transports",
+    "NEWEST_API_REQUIRED": ".payloads",
     "NotFoundError": ".errors",
     "PaymentMethod": ".payloads",
     "PaymentSession": ".models",
@@ -126,11 +137,13 @@ __all__ = [
     "APITimeoutError",
     "AiohttpTransport",
     "AmountDirection",
+    "AmountMismatch",
     "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
     "BlockchainPoller",
     "BlockchainStatus",
+    "CHECKOUT_URL_KEYS",
     "ClaimResult",
     "Client",
     "DedupeStore",
@@ -141,6 +154,7 @@ __all__ = [
     "InvoiceData",
     "MissingExtraError",
     "MockTransport",
+    "NEWEST_API_REQUIRED",
     "NotFoundError",
     "PaymentMethod",
     "PaymentSession",

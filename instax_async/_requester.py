@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from ._telemetry import Telemetry
 
-__all__ = ["EventHook", "Requester", "Shared", "check_event_hooks"]
+__all__ = ["EventHook", "Requester", "Shared", "check_event_hooks", "merge_headers"]
 
 logger = logging.getLogger("instax_async")
 
@@ -113,6 +113,11 @@ class Requester:
     It holds what a copy may change (``timeout``, ``retry``, ``event_hooks``), what every copy
     shares (:class:`Shared`), the headers every request carries, and the ``sleep`` and
     ``clock`` that tests replace.
+
+    The headers: ``User-Agent``, ``Accept`` (and ``Content-Type`` on a request with a body),
+    ``x-api-key`` when there is a key, then ``default_headers`` over them (a default header
+    replaces the SDK's own of the same name; the client has refused an ``x-api-key`` among them
+    when there is a key already).
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class Requester:
         timeout: float,
         retry: RetryPolicy,
         event_hooks: dict[str, list[EventHook]],
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.shared = shared
         self.timeout = timeout
@@ -139,11 +145,15 @@ class Requester:
         # A transport that enforces ``Request.timeout`` as a total deadline itself spares every
         # request a second timer; any other gets one here, so no attempt can hang.
         self._transport_times_out = getattr(shared.transport, "enforces_timeout", False) is True
+        # Merged once here, not per request: every attempt copies one of these two dicts.
         common = {"User-Agent": user_agent(), "Accept": "application/json"}
         if api_key is not None:
             common["x-api-key"] = api_key
-        self._get_headers: Mapping[str, str] = common
-        self._post_headers: Mapping[str, str] = {**common, "Content-Type": "application/json"}
+        defaults = default_headers or {}
+        self._get_headers: Mapping[str, str] = merge_headers(common, defaults)
+        self._post_headers: Mapping[str, str] = merge_headers(
+            {**common, "Content-Type": "application/json"}, defaults
+        )
 
     def copy(self) -> Requester:
         """A requester sharing this one's transport, bound and headers; open, whatever this
@@ -385,6 +395,18 @@ def _raise_clean(error: InstaxError) -> NoReturn:
     finally:
         if error.__suppress_context__:
             error.__context__ = None
+
+
+def merge_headers(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``extra`` laid over it, names compared without case: a name in ``extra``
+    replaces the same name in ``base`` (``user-agent`` replaces ``User-Agent``)."""
+    merged = dict(base)
+    for name, value in extra.items():
+        lower = name.lower()
+        for existing in [key for key in merged if key.lower() == lower]:
+            del merged[existing]
+        merged[name] = value
+    return merged
 
 
 # -- event hooks -------------------------------------------------------------------------------

@@ -18,9 +18,17 @@ from . import _protocol as protocol
 from ._lifecycle import AsyncResource
 from ._protocol import DEFAULT_BASE_URL
 from ._requester import EventHook, Requester, Shared, check_event_hooks
-from ._validate import check_api_key, check_base_url, check_count, check_id, check_number
+from ._validate import (
+    check_api_key,
+    check_base_url,
+    check_checkout_url,
+    check_count,
+    check_default_headers,
+    check_id,
+    check_number,
+)
 from .errors import ValidationError
-from .payloads import SessionRequest
+from .payloads import SessionRequest, check_require, check_required, check_text
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -69,6 +77,33 @@ class AsyncSession(AsyncResource):
     :param event_hooks: ``{"request": [...], "response": [...]}``, called on every attempt
         (see :attr:`event_hooks`). Each attempt's request has a ``dict`` of headers of its own:
         a request hook changes that attempt's headers in place, and no other request's.
+    :param account_ref_id: your merchant account's id, filled into every
+        :class:`~instax_async.SessionRequest` that has none (a request's own value wins; the
+        request object is not changed); defaults to ``INSTAX_ACCOUNT_REF_ID``.
+    :param checkout_url: the checkout page's URL, a template with ``{id}`` for the session id
+        (percent-encoded): ``https://instaxchange.com/order/{id}``, a checkout host of its own
+        such as ``https://checkout.example/order/{id}``, or ``{base_url}/order/{id}``.
+        Defaults to ``INSTAX_CHECKOUT_URL``, else ``{base_url}/embed/{id}``. ``https`` (``http``
+        only on a loopback host, or after ``{base_url}``), ``{id}`` once in the path or query,
+        no other braces; checked here. :attr:`PaymentSession.iframe_url` prefers a checkout
+        URL the API's answer carries (``https`` only; see
+        :data:`~instax_async.models.CHECKOUT_URL_KEYS`) and falls back to this template.
+    :param default_headers: headers sent with every request, as in openai-python: to follow
+        an API change without a new release, such as
+        ``{"Authorization": f"Bearer {key}"}``. They replace the SDK's own ``User-Agent``,
+        ``Accept`` and ``Content-Type`` when they name them (in any case). ``x-api-key`` among
+        them is refused while an api key is configured (``api_key`` or ``INSTAX_API_KEY``),
+        never silently replaced; without one it is taken as the api key. Names are HTTP tokens,
+        values visible ASCII, spaces and tabs (no CR, LF or NUL); ``Host``,
+        ``Content-Length``, ``Transfer-Encoding`` and ``Connection`` are the transport's.
+        Values of secret-looking headers (``Authorization``, ``Cookie``, names with ``token``,
+        ``key``, ``secret`` …) are never shown in reprs, logs or errors.
+    :param require: :class:`~instax_async.SessionRequest` fields that :meth:`create_session`
+        insists on, a tuple of field names: ``require=NEWEST_API_REQUIRED``
+        (``("account_ref_id", "address")``, which the newest provider pages mark mandatory)
+        refuses a request without them with a :class:`~instax_async.ValidationError` naming
+        the field, before any request is sent (after ``account_ref_id`` is filled in).
+        ``SessionRequest`` itself stays as lenient as the API it was written for.
 
     Building one needs no running event loop. Use it as an async context manager::
 
@@ -91,12 +126,40 @@ class AsyncSession(AsyncResource):
         max_retries: int | None = None,
         max_concurrency: int | None = None,
         event_hooks: Mapping[str, Sequence[EventHook]] | None = None,
+        account_ref_id: str | None = None,
+        checkout_url: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        require: Sequence[str] | None = None,
     ) -> None:
+        key_source = "api_key" if api_key is not None else "INSTAX_API_KEY"
         self._api_key = check_api_key(api_key if api_key is not None else _env("INSTAX_API_KEY"))
         self._base_url = check_base_url(
             base_url if base_url is not None else _env("INSTAX_BASE_URL") or DEFAULT_BASE_URL,
             DEFAULT_BASE_URL,
         )
+        headers = check_default_headers(default_headers)
+        header_key = next((name for name in headers if name.lower() == "x-api-key"), None)
+        if header_key is not None:
+            if self._api_key is not None:
+                raise ValidationError(
+                    f"default_headers: {header_key} would replace the api key set by "
+                    f"{key_source}; give the key once (api_key=... or INSTAX_API_KEY)",
+                    field="default_headers",
+                )
+            # the api key, given as a header: it is checked, used and hidden as one
+            self._api_key = check_api_key(headers.pop(header_key))
+        self._account_ref_id = check_text(
+            account_ref_id if account_ref_id is not None else _env("INSTAX_ACCOUNT_REF_ID"),
+            "account_ref_id",
+        )
+        template = checkout_url if checkout_url is not None else _env("INSTAX_CHECKOUT_URL")
+        self._checkout_url = (
+            f"{self._base_url}/embed/{{id}}"
+            if template is None
+            else check_checkout_url(template, self._base_url)
+        )
+        self._checkout = protocol.checkout_template(self._checkout_url)
+        self._require = check_require(require)
         checked_timeout = _check_timeout(timeout)
         policy = _check_retry(retry, max_retries)
         hooks = check_event_hooks(event_hooks)
@@ -123,6 +186,7 @@ class AsyncSession(AsyncResource):
             timeout=checked_timeout,
             retry=policy,
             event_hooks=hooks,
+            default_headers=headers,
         )
         self._is_copy = False
         self._session_url = protocol.session_url(self._base_url)
@@ -212,6 +276,21 @@ class AsyncSession(AsyncResource):
         return self._base_url
 
     @property
+    def account_ref_id(self) -> str | None:
+        """The merchant account id filled into requests that have none (``None``: not set)."""
+        return self._account_ref_id
+
+    @property
+    def checkout_url(self) -> str:
+        """The checkout URL template, with ``{id}`` where the session id goes."""
+        return self._checkout_url
+
+    @property
+    def require(self) -> tuple[str, ...]:
+        """The :class:`~instax_async.SessionRequest` fields :meth:`create_session` insists on."""
+        return self._require
+
+    @property
     def has_api_key(self) -> bool:
         """True when an api key is configured (the key itself is never exposed)."""
         return self._api_key is not None
@@ -232,6 +311,10 @@ class AsyncSession(AsyncResource):
 
         Retried only where the request cannot have been processed (could not connect, 429,
         503), since creating a session is not idempotent.
+
+        The client's ``account_ref_id`` goes into a request that has none; then a field of
+        ``require`` the request leaves unset raises :class:`~instax_async.ValidationError`
+        naming it, before anything is sent.
         """
         if not isinstance(request, SessionRequest):
             raise ValidationError(
@@ -239,6 +322,10 @@ class AsyncSession(AsyncResource):
                 f"got {type(request).__name__}",
                 field="request",
             )
+        if self._account_ref_id is not None and request.account_ref_id is None:
+            request = request.with_account_ref_id(self._account_ref_id)
+        if self._require:
+            check_required(request, self._require, f"by this client (require={self._require!r})")
         requester = self._requester
         direction = request.amount_direction
         with requester.call("instax.create_session", "instax.amount_direction", direction) as span:
@@ -249,18 +336,20 @@ class AsyncSession(AsyncResource):
                 idempotent=False,
                 spans=span is not None,
             )
-            session = protocol.payment_session_from(response, self._base_url)
+            session = protocol.payment_session_from(response, self._checkout)
             if span is not None:
                 span.set_attribute("instax.session.id", session.id)
             return session
 
     def iframe_url(self, session_id: str) -> str:
-        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``.
+        """The checkout page of a session, to embed in an iframe: the :attr:`checkout_url`
+        template with the id (``{base_url}/embed/{id}`` by default).
 
         The id is percent-encoded; an empty or blank id, ``"."`` and ``".."`` raise
-        :class:`~instax_async.ValidationError`.
+        :class:`~instax_async.ValidationError`. Where the API's answer carried a checkout URL,
+        :attr:`PaymentSession.iframe_url` has it; this method knows only the template.
         """
-        return protocol.embed_url(self._base_url, check_id(session_id, "session_id"))
+        return protocol.checkout_url(self._checkout, check_id(session_id, "session_id"))
 
     # -- payouts: blockchain status ----------------------------------------------------------
 

@@ -29,11 +29,15 @@ from .serialization import OpenStrEnum, encode_decimal, encode_str, wire_name
 __all__ = [
     "AMOUNT_LIMIT",
     "AMOUNT_MAX_PLACES",
+    "NEWEST_API_REQUIRED",
     "AmountDirection",
     "PaymentMethod",
     "SessionRequest",
     "ToCurrency",
     "WIRE_FIELDS",
+    "check_require",
+    "check_required",
+    "check_text",
     "to_amount_decimal",
 ]
 
@@ -60,9 +64,11 @@ class ToCurrency(OpenStrEnum):
 
 
 class PaymentMethod(OpenStrEnum):
-    """Payment methods of the newer API (``card`` when none is given)."""
+    """Payment methods of the newer API (``card`` when none is given). The list changes (``sepa``
+    is in some versions of the provider's page and not in the newest); see ``allow_unlisted``."""
 
     CARD = "card"
+    SEPA = "sepa"
     IDEAL = "ideal"
     BANCONTACT = "bancontact"
     APPLE_PAY = "apple-pay"
@@ -174,7 +180,10 @@ def to_amount_decimal(value: object, field: str) -> Decimal:
     return amount
 
 
-def _text(value: object, field: str) -> str | None:
+def check_text(value: object, field: str) -> str | None:
+    """``value`` if it is ``None`` or a non-blank string UTF-8 can encode, else
+    :class:`~instax_async.ValidationError` naming ``field``: the rule of a request's text
+    fields (``account_ref_id``, ``webhook_ref`` …)."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -230,7 +239,7 @@ def _country(value: object) -> str | None:
 
 
 def _email(value: object) -> str | None:
-    text = _text(value, "email")
+    text = check_text(value, "email")
     if text is not None and not re.fullmatch(_EMAIL, text):
         raise _fail(
             "email", f"expected an e-mail address such as 'ada@example.com', got {_shown(text)}"
@@ -239,7 +248,7 @@ def _email(value: object) -> str | None:
 
 
 def _return_url(value: object) -> str | None:
-    text = _text(value, "return_url")
+    text = check_text(value, "return_url")
     if text is None:
         return None
     parts = urlsplit(text)
@@ -387,14 +396,14 @@ class SessionRequest(Frozen):
         set_("to_currency", _to_currency(to_currency))
         set_("from_amount", _from_amount(from_amount))
         set_("to_amount", _to_amount(to_amount))
-        set_("account_ref_id", _text(account_ref_id, "account_ref_id"))
-        set_("address", _text(address, "address"))
-        set_("webhook_ref", _text(webhook_ref, "webhook_ref"))
+        set_("account_ref_id", check_text(account_ref_id, "account_ref_id"))
+        set_("address", check_text(address, "address"))
+        set_("webhook_ref", check_text(webhook_ref, "webhook_ref"))
         set_("return_url", _return_url(return_url))
         set_("method", _method(method))
         set_("email", _email(email))
-        set_("first_name", _text(first_name, "first_name"))
-        set_("last_name", _text(last_name, "last_name"))
+        set_("first_name", check_text(first_name, "first_name"))
+        set_("last_name", check_text(last_name, "last_name"))
         set_("country", _country(country))
         set_("allow_unlisted", allow_unlisted)
         self.__attrs_post_init__()
@@ -536,6 +545,26 @@ class SessionRequest(Frozen):
             )
         return ("{" + ",".join(parts) + "}").encode("utf-8")
 
+    def with_account_ref_id(self, account_ref_id: str) -> SessionRequest:
+        """This request if it has an ``account_ref_id`` (its own value wins), else a copy of it
+        with ``account_ref_id`` (checked as the field is). The request itself never changes.
+
+        >>> request = SessionRequest.sending(from_amount=5, from_currency="USD", to_currency="USDT")
+        >>> request.with_account_ref_id("merchant-1").account_ref_id, request.account_ref_id
+        ('merchant-1', None)
+        """
+        if self.account_ref_id is not None:
+            return self
+        value = check_text(account_ref_id, "account_ref_id")
+        # A copy of checked fields, not a new request: nothing to check again (and cheap, as
+        # create_session makes one per request when the client has an account_ref_id).
+        twin = object.__new__(type(self))
+        set_ = _setattr_of(twin)
+        for name in _FIELD_NAMES:
+            set_(name, getattr(self, name))
+        set_("account_ref_id", value)
+        return twin
+
     def to_payload(self) -> dict[str, Any]:
         """The JSON body for ``POST /api/session``: camelCase keys, unset fields left out.
 
@@ -571,3 +600,43 @@ _WIRE_KEYS: tuple[str, ...] = tuple(encode_str(key) + ":" for _, key in WIRE_FIE
 _wire_values: Callable[[SessionRequest], tuple[Any, ...]] = operator.attrgetter(
     *(name for name, _ in WIRE_FIELDS)
 )
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in attr.fields(SessionRequest))
+
+NEWEST_API_REQUIRED: tuple[str, ...] = ("account_ref_id", "address")
+"""The fields the newest versions of the provider's documentation mark mandatory:
+``AsyncSession(require=NEWEST_API_REQUIRED)`` refuses a request without them, before sending it.
+"""
+
+_REQUIRABLE = tuple(name for name, _ in WIRE_FIELDS)
+
+
+def check_require(value: object) -> tuple[str, ...]:
+    """``value`` as a tuple of :class:`SessionRequest` field names (``()`` for ``None``), each
+    once, in the order given; else :class:`~instax_async.ValidationError` naming ``require``."""
+    if value is None:
+        return ()
+    expected = (
+        "expected a tuple of SessionRequest field names such as NEWEST_API_REQUIRED "
+        f"{NEWEST_API_REQUIRED!r}"
+    )
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)):
+        raise _fail("require", f"{expected}, got {_shown(value)}")
+    names: list[str] = []
+    for name in value:
+        if name not in _REQUIRABLE:
+            raise _fail(
+                "require",
+                f"{expected}; {_shown(name)} is not one (the fields are {', '.join(_REQUIRABLE)})",
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def check_required(request: SessionRequest, fields: tuple[str, ...], why: str) -> None:
+    """Raise :class:`~instax_async.ValidationError` naming the first of ``fields`` that
+    ``request`` leaves unset; ``why`` says who requires it (``"by this client (…)"``)."""
+    for field in fields:
+        if getattr(request, field) is None:
+            raise _fail(field, f"is required {why}")

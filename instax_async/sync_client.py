@@ -64,6 +64,15 @@ class Client:
     :param event_hooks: ``{"request": [...], "response": [...]}`` of plain functions (an
         ``async def`` is refused): they run on the client's event loop thread, for every
         attempt, so keep them quick, and never call the client from one.
+    :param account_ref_id: your merchant account's id, filled into every
+        :class:`~instax_async.SessionRequest` that has none; defaults to
+        ``INSTAX_ACCOUNT_REF_ID`` (as :class:`~instax_async.AsyncSession`'s).
+    :param checkout_url: the checkout page's URL template with ``{id}``; defaults to
+        ``INSTAX_CHECKOUT_URL``, else ``{base_url}/embed/{id}`` (as ``AsyncSession``'s).
+    :param default_headers: headers sent with every request, such as
+        ``{"Authorization": f"Bearer {key}"}`` (the precedence of ``AsyncSession``'s).
+    :param require: :class:`~instax_async.SessionRequest` fields :meth:`create_session`
+        insists on, such as ``NEWEST_API_REQUIRED`` (as ``AsyncSession``'s).
     :param max_response_bytes: the most bytes of a response body read (16 MiB by default).
     :param trust_env: honour ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and ``.netrc``.
     :param max_connections: the size of the connection pool shared by every thread (the
@@ -92,6 +101,10 @@ class Client:
         max_retries: int | None = None,
         max_concurrency: int | None = None,
         event_hooks: Mapping[str, Sequence[EventHook]] | None = None,
+        account_ref_id: str | None = None,
+        checkout_url: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        require: Sequence[str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         trust_env: bool = True,
         max_connections: int = 100,
@@ -118,6 +131,10 @@ class Client:
                 "retry": retry,
                 "max_retries": max_retries,
                 "max_concurrency": max_concurrency,
+                "account_ref_id": account_ref_id,
+                "checkout_url": checkout_url,
+                "default_headers": default_headers,
+                "require": require,
             },
             event_hooks,
             {
@@ -175,6 +192,21 @@ class Client:
     def base_url(self) -> str:
         """The API's base URL, without a trailing slash."""
         return self._session.base_url
+
+    @property
+    def account_ref_id(self) -> str | None:
+        """The merchant account id filled into requests that have none (``None``: not set)."""
+        return self._session.account_ref_id
+
+    @property
+    def checkout_url(self) -> str:
+        """The checkout URL template, with ``{id}`` where the session id goes."""
+        return self._session.checkout_url
+
+    @property
+    def require(self) -> tuple[str, ...]:
+        """The :class:`~instax_async.SessionRequest` fields :meth:`create_session` insists on."""
+        return self._session.require
 
     @property
     def has_api_key(self) -> bool:
@@ -267,7 +299,8 @@ class Client:
         return result
 
     def iframe_url(self, session_id: str) -> str:
-        """The checkout page of a session, to embed in an iframe: ``{base_url}/embed/{id}``."""
+        """The checkout page of a session, to embed in an iframe: the ``checkout_url`` template
+        with the id (``{base_url}/embed/{id}`` by default)."""
         return self._async().iframe_url(session_id)
 
     def blockchain_status(self, tx_id: str) -> BlockchainStatus:

@@ -11,10 +11,10 @@ from aiohttp import web
 from .._compat import timeout as timeout_scope
 from ..client import AsyncSession
 from ..errors import InstaxError
-from ..models import WebhookEvent
+from ..models import PaymentSession, WebhookEvent
 from ..payloads import SessionRequest
 from ._core import run
-from ._output import json_text, shown, terminal_text
+from ._output import json_text, session_record, shown, terminal_text
 
 __all__ = ["DEMO_SECRET", "DemoFailure", "cmd_demo", "run_demo"]
 
@@ -131,15 +131,15 @@ async def run_demo(
             say("")
             rows = [
                 ("session", "direction", "amounts", "status", "webhook", "payout hash"),
-                _demo_row(sending.id, sending.raw, paid_event, payout.hash),
-                _demo_row(receiving.id, receiving.raw, declined_event, None),
+                _demo_row(sending, paid_event, payout.hash),
+                _demo_row(receiving, declined_event, None),
             ]
             widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
             for row in rows:
                 say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
             data["sessions"] = [
-                _demo_record(sending.id, sending.raw, paid_event, payout.hash),
-                _demo_record(receiving.id, receiving.raw, declined_event, None),
+                _demo_record(sending, paid_event, payout.hash),
+                _demo_record(receiving, declined_event, None),
             ]
     except BrokenPipeError:
         raise  # the reader went away: nothing left to tell anyone
@@ -157,35 +157,37 @@ async def run_demo(
 
 
 def _demo_row(
-    session_id: str, raw: Any, event: WebhookEvent, payout_hash: str | None
+    session: PaymentSession, event: WebhookEvent, payout_hash: str | None
 ) -> tuple[str, str, str, str, str, str]:
     amounts = (
-        f"{shown(raw['from_amount'])} {shown(raw['from_currency'])} -> "
-        f"{shown(raw['to_amount'])} {shown(raw['to_currency'])}"
+        f"{shown(session.from_amount)} {shown(session.from_currency)} -> "
+        f"{shown(session.to_amount)} {shown(session.to_currency)}"
     )
     status = shown(event.status)
     if event.data.status_reason:
         status += f" ({shown(event.data.status_reason)})"
     short_hash = shown(f"{payout_hash[:10]}…{payout_hash[-6:]}" if payout_hash else None)
-    direction = shown(raw["payment_direction"])
-    return (shown(session_id), direction, amounts, status, "verified", short_hash)
+    direction = shown(session.amount_direction)
+    return (shown(session.id), direction, amounts, status, "verified", short_hash)
 
 
 def _demo_record(
-    session_id: str, raw: Any, event: WebhookEvent, payout_hash: str | None
+    session: PaymentSession, event: WebhookEvent, payout_hash: str | None
 ) -> dict[str, Any]:
-    return {
-        "id": session_id,
-        "direction": raw["payment_direction"],
-        "from_amount": raw["from_amount"],
-        "from_currency": raw["from_currency"],
-        "to_amount": raw["to_amount"],
-        "to_currency": raw["to_currency"],
-        "status": str(event.status),
-        "status_reason": event.data.status_reason,
-        "webhook_verified": True,
-        "payout_hash": payout_hash,
-    }
+    """A session of ``instax demo --json``, under the names ``instax session status --json``
+    uses for the same things."""
+    return session_record(
+        session.id,
+        event.status,
+        (session.from_amount, session.from_currency, session.to_amount, session.to_currency),
+        amount_direction=None
+        if session.amount_direction is None
+        else str(session.amount_direction),
+        status_reason=event.data.status_reason,
+        withdraw_tx_id=event.withdraw_tx_id,
+        webhook_verified=True,
+        payout_hash=payout_hash,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

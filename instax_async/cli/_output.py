@@ -16,11 +16,14 @@ from ._core import UsageError
 __all__ = [
     "OPTION_OF",
     "TEXT_LIMIT",
+    "api_body",
     "check_text",
     "describe_error",
     "emit",
     "in_cli_words",
     "json_text",
+    "plain",
+    "session_record",
     "shown",
     "terminal_text",
 ]
@@ -103,6 +106,52 @@ def json_text(data: object) -> str:
     return text.translate(_JSON_ESCAPED)
 
 
+def api_body(value: Any) -> Any:
+    """An API's answer for ``--json``, under ``response``: its own keys, and every number as the
+    string of its exact decimal (``50`` → ``"50"``, ``48.50`` → ``"48.50"``), as amounts are
+    everywhere in ``--json`` output: a JSON number would be read as a binary float by most
+    parsers (``jq``, JavaScript), and an answer does not say which of its numbers are amounts.
+    NaN and Infinity become ``null``.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, Decimal)):
+        return str(value) if not isinstance(value, Decimal) or value.is_finite() else None
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: api_body(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [api_body(item) for item in value]
+    return value
+
+
+def plain(value: object) -> str | None:
+    """A str enum (or any value) as its plain text for ``--json``; ``None`` stays ``None``."""
+    return None if value is None else str(value)
+
+
+def session_record(
+    session_id: str | None,
+    status: object,
+    amounts: tuple[object, object, object, object],
+    **more: Any,
+) -> dict[str, Any]:
+    """A payment session in ``--json`` output, with the names every command uses for it:
+    ``session_id``, ``status``, ``from_amount``, ``from_currency``, ``to_amount``,
+    ``to_currency`` (amounts as exact decimal strings), then ``more``."""
+    from_amount, from_currency, to_amount, to_currency = amounts
+    return {
+        "session_id": session_id,
+        "status": plain(status),
+        "from_amount": from_amount,
+        "from_currency": from_currency,
+        "to_amount": to_amount,
+        "to_currency": to_currency,
+        **more,
+    }
+
+
 def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     """Print ``data`` as JSON with ``--json``, else ``text`` (built from :func:`shown` parts)."""
     print(json_text(data) if args.json else text)
@@ -127,7 +176,8 @@ OPTION_OF = {
     "address": "--address",
     "webhook_ref": "--webhook-ref",
     "return_url": "--return-url",
-    "account_ref_id": "--account-ref-id",
+    "account_ref_id": "--account-ref-id (or INSTAX_ACCOUNT_REF_ID)",
+    "checkout_url": "--checkout-url (or INSTAX_CHECKOUT_URL)",
     "method": "--method",
     "email": "--email",
     "country": "--country",

@@ -16,12 +16,20 @@ from ..errors import APIConnectionError, APITimeoutError, InstaxError, PollTimeo
 from ..models import BlockchainStatus
 from ..payloads import SessionRequest
 from ._core import CommandFailed, UsageError, run
-from ._output import describe_error, emit, shown, terminal_text
+from ._output import api_body, describe_error, emit, session_record, shown, terminal_text
 
 if TYPE_CHECKING:
+    from ..models import PaymentSession, SessionStatus
     from ..polling import PollAttempt
 
-__all__ = ["WaitProgress", "cmd_session_create", "cmd_session_status", "cmd_status"]
+__all__ = [
+    "WaitProgress",
+    "cmd_session_create",
+    "cmd_session_status",
+    "cmd_status",
+    "created_record",
+    "status_record",
+]
 
 
 # -- sessions and payouts ----------------------------------------------------------------------
@@ -30,6 +38,42 @@ __all__ = ["WaitProgress", "cmd_session_create", "cmd_session_status", "cmd_stat
 def _client(args: argparse.Namespace, **kwargs: Any) -> AsyncSession:
     return AsyncSession(
         api_key=args.api_key, base_url=args.base_url, timeout=args.timeout, **kwargs
+    )
+
+
+def created_record(session: PaymentSession) -> dict[str, Any]:
+    """``instax session create --json``: the session under the shared names, its checkout
+    link, and the API's answer."""
+    return session_record(
+        session.id,
+        session.status,
+        (session.from_amount, session.from_currency, session.to_amount, session.to_currency),
+        amount_direction=None
+        if session.amount_direction is None
+        else str(session.amount_direction),
+        iframe_url=session.iframe_url,
+        response=api_body(session.raw),
+    )
+
+
+def status_record(status: SessionStatus, session_id: str) -> dict[str, Any]:
+    """``instax session status --json``: the status under the shared names (the withdraw tx id
+    is what ``instax status`` takes), and the API's answer."""
+    return session_record(
+        status.session_id or session_id,
+        status.session_status,
+        (status.from_amount, status.from_currency, status.to_amount, status.to_currency),
+        webhook_ref=status.webhook_ref,
+        address=status.address,
+        deposit_tx_id=status.deposit_id,
+        deposit_status=status.deposit_status,
+        deposit_status_reason=status.deposit_status_reason,
+        withdraw_tx_id=status.withdrawal_id,
+        withdraw_status=status.withdraw_status,
+        withdraw_status_reason=status.withdraw_status_reason,
+        created_at=None if status.created_at is None else status.created_at.isoformat(),
+        updated_at=None if status.updated_at is None else status.updated_at.isoformat(),
+        response=api_body(status.raw),
     )
 
 
@@ -66,15 +110,11 @@ def cmd_session_create(args: argparse.Namespace) -> int:
         )
 
     async def create() -> Any:
-        async with _client(args) as client:
+        async with _client(args, checkout_url=args.checkout_url) as client:
             return await client.create_session(request)
 
     session = run(create())
-    emit(
-        args,
-        {"id": session.id, "iframe_url": session.iframe_url, "response": session.raw},
-        f"{shown(session.id)}\n{shown(session.iframe_url)}",
-    )
+    emit(args, created_record(session), f"{shown(session.id)}\n{shown(session.iframe_url)}")
     return 0
 
 
@@ -107,7 +147,7 @@ def cmd_session_status(args: argparse.Namespace) -> int:
         )
     if status.withdrawal_id:
         parts.append(f"withdraw_tx={shown(status.withdrawal_id)}")
-    emit(args, dict(status.raw), "  ".join(parts))
+    emit(args, status_record(status, args.session_id), "  ".join(parts))
     return 0
 
 
@@ -280,7 +320,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = run(_wait_for_hash(args) if args.wait else fetch())
     emit(
         args,
-        {"tx_id": status.tx_id, "status": status.status, "hash": status.hash, "raw": status.raw},
+        {
+            "tx_id": status.tx_id,
+            "status": status.status,
+            "hash": status.hash,
+            "response": api_body(status.raw),
+        },
         f"{shown(status.tx_id)}: {shown(status.status or 'unknown')}  hash={shown(status.hash)}",
     )
     return 0 if (status.hash or not args.wait) else 1

@@ -33,6 +33,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         latency=args.latency,
         allowed_hosts=args.allowed_hosts,
+        strict=args.strict,
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
@@ -61,6 +62,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                     {"webhook_url": config.webhook_url, "signed": signed},
                     f"webhooks go to {shown(config.webhook_url)}, "
                     + ("signed" if signed else "UNSIGNED (no --secret)"),
+                )
+            else:
+                tell(
+                    {"webhook_url": None, "signed": signed},
+                    "no webhooks will be sent (no --webhook-url)",
+                )
+            if config.strict:
+                tell(
+                    {"strict": True},
+                    "strict: accountRefId and address are required; checkout links on /order/{id}",
                 )
             await stop.wait()
         finally:

@@ -62,6 +62,7 @@ def _event_summary(event: WebhookEvent) -> dict[str, Any]:
         "amount_in_crypto": event.data.amount_in_crypto,
         "crypto_currency": event.data.crypto_currency,
         "withdraw_tx_id": event.withdraw_tx_id,
+        "is_paid": event.is_paid,
     }
 
 

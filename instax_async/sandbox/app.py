@@ -33,7 +33,14 @@ from aiohttp import web
 from .._frozen import Frozen
 from .._validate import check_count, check_number
 from ..errors import ValidationError
-from ..payloads import AMOUNT_LIMIT, WIRE_FIELDS, AmountDirection, SessionRequest
+from ..payloads import (
+    AMOUNT_LIMIT,
+    NEWEST_API_REQUIRED,
+    WIRE_FIELDS,
+    AmountDirection,
+    SessionRequest,
+    check_required,
+)
 from ..serialization import dumps, loads
 from ..webhooks import SIGNATURE_HEADER, sign
 from ._access import SAFE_METHODS, allowed_host_names, cross_origin, host_name, refused_host
@@ -62,6 +69,10 @@ DEFAULT_RATES: Mapping[str, Decimal] = {
 }
 """How much of a USD-pegged payout currency one unit of each fiat currency buys, before the fee.
 """
+
+_STRICT_WHY = (
+    "(the sandbox runs strict, as the newest API marks accountRefId and address mandatory)"
+)
 
 # The wire names SessionRequest itself uses, read back: one naming rule for both sides.
 _WIRE_TO_FIELD = {wire: name for name, wire in WIRE_FIELDS}
@@ -127,6 +138,13 @@ def _decimal_or_none(value: object) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def _flag(_instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError(
+            f"{attribute.name}: expected True or False, got {value!r}", field=attribute.name
+        )
+
+
 def _optional_url(_instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
     if value is not None and (
         not isinstance(value, str) or not value.startswith(("http://", "https://"))
@@ -157,6 +175,11 @@ class SandboxConfig(Frozen):
     :ivar allowed_hosts: host names (no scheme or port) the sandbox answers for besides
         ``localhost``, loopback addresses and the address it listens on: the name of a proxy or
         tunnel in front of it. Any other ``Host`` gets a 421, which stops DNS rebinding.
+    :ivar strict: the newest API's rules: ``POST /api/session`` answers 400 naming the field
+        when ``accountRefId`` or ``address`` is missing (:data:`~instax_async.
+        NEWEST_API_REQUIRED`), and each created session's answer carries its checkout URL,
+        ``checkoutUrl``, on ``/order/{id}`` (as the newest pages say the API issues the
+        iframe's URL). ``/embed/{id}`` and ``/order/{id}`` are served either way.
     """
 
     webhook_url: str | None = attrs.field(default=None, validator=_optional_url)
@@ -176,6 +199,7 @@ class SandboxConfig(Frozen):
     webhook_backoff: float = attrs.field(default=0.2, validator=_seconds)
     seed: int | None = None
     allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=allowed_host_names)
+    strict: bool = attrs.field(default=False, validator=_flag)
 
 
 @attrs.define
@@ -429,7 +453,10 @@ async def _create_session(request: web.Request) -> web.Response:
         session_request = SessionRequest(
             **{_WIRE_TO_FIELD[k]: v for k, v in body.items()}, allow_unlisted=True
         )
-        from_amount, to_amount = _quote(request.app[CONFIG], session_request)
+        config = request.app[CONFIG]
+        if config.strict:
+            check_required(session_request, NEWEST_API_REQUIRED, _STRICT_WHY)
+        from_amount, to_amount = _quote(config, session_request)
     except ValidationError as exc:
         return _error(400, str(exc), exc.field)
     session_id = f"ps_{uuid.uuid4()}"
@@ -459,6 +486,9 @@ async def _create_session(request: web.Request) -> web.Response:
         "webhook_ref": session_request.webhook_ref,
     }
     request.app[STATE].sessions[session_id] = record
+    if config.strict:
+        # the origin the client reached the sandbox at, so that the link works from there
+        return _json({**record, "checkoutUrl": f"{request.url.origin()}/order/{session_id}"}, 201)
     return _json(record, status=201)
 
 

@@ -48,12 +48,12 @@ from ..errors import APIConnectionError, APITimeoutError, InstaxError
 from .base import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_RESPONSE_BYTES,
-    SECRET_HEADERS,
     BodyCollector,
     Inflater,
     Request,
     Response,
     check_max_response_bytes,
+    is_secret_header,
     scrub_exception,
     secret_values,
     unsendable_request_error,
@@ -433,7 +433,7 @@ def _redact(exc: BaseException) -> None:
         info = exc.request_info
         headers = CIMultiDictProxy(
             CIMultiDict(
-                (name, "<redacted>" if name.lower() in SECRET_HEADERS else value)
+                (name, "<redacted>" if is_secret_header(name) else value)
                 for name, value in info.headers.items()
             )
         )

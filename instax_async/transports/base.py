@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "INFLATE_STEP",
     "SECRET_HEADERS",
+    "SECRET_HEADER_WORDS",
     "BodyCollector",
     "Inflater",
     "RedactedError",
@@ -43,6 +44,7 @@ __all__ = [
     "Response",
     "Transport",
     "check_max_response_bytes",
+    "is_secret_header",
     "redacted_headers",
     "scrub_exception",
     "secret_values",
@@ -58,22 +60,31 @@ SECRET_HEADERS = frozenset(
     {"x-api-key", "authorization", "proxy-authorization", "cookie", "x-instaxwh-key"}
 )
 
+#: Words that make any header name secret-looking (``X-Auth-Token``, ``X-Client-Secret``,
+#: ``Idempotency-Key``): a header a merchant adds through ``default_headers`` or a hook to follow
+#: an API change is treated as a secret when its name says it may be one.
+SECRET_HEADER_WORDS = ("auth", "token", "secret", "key", "password", "signature", "cookie")
+
 _REDACTED = "<redacted>"
 
 
+def is_secret_header(name: str) -> bool:
+    """True when a header's value must never be shown: a :data:`SECRET_HEADERS` name, or one
+    holding a word of :data:`SECRET_HEADER_WORDS` (in any case)."""
+    lower = name.lower()
+    return lower in SECRET_HEADERS or any(word in lower for word in SECRET_HEADER_WORDS)
+
+
 def redacted_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with the value of every :data:`SECRET_HEADERS` entry redacted."""
-    return {
-        name: _REDACTED if name.lower() in SECRET_HEADERS else value
-        for name, value in headers.items()
-    }
+    """A copy of ``headers`` with the value of every secret header (:func:`is_secret_header`)
+    redacted."""
+    return {name: _REDACTED if is_secret_header(name) else value for name, value in headers.items()}
 
 
 def secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
-    """The values of the secret headers in ``headers``: the strings no error may show."""
-    return tuple(
-        value for name, value in headers.items() if name.lower() in SECRET_HEADERS and value
-    )
+    """The values of the secret headers in ``headers`` (:func:`is_secret_header`): the strings
+    no error may show."""
+    return tuple(value for name, value in headers.items() if value and is_secret_header(name))
 
 
 def _headers_repr(headers: object) -> str:

@@ -73,6 +73,7 @@ COMMANDS = [
     ["webhook", "sign"],
     ["webhook", "verify"],
     ["webhook", "send"],
+    ["doctor"],
 ]
 
 
@@ -82,7 +83,7 @@ def test_every_command_offers_json_and_only_the_options_it_uses(
 ) -> None:
     code, out, _ = run_main([*command, "--help"], capsys)
     assert code == 0 and "--json" in out
-    uses_api = command[0] in ("session", "status")
+    uses_api = command[0] in ("session", "status", "doctor")
     assert ("--base-url" in out) is uses_api
     assert ("--api-key" in out) is (uses_api or command == ["sandbox"])
     assert ("--timeout" in out) is (uses_api or command == ["webhook", "send"])
@@ -344,7 +345,8 @@ def test_sandbox_with_json_and_a_clean_stop(
         stopper.start()
         try:
             hooks = ["--webhook-url", "http://127.0.0.1:9"] if signum == signal.SIGTERM else []
-            code = main(["sandbox", "--port", "0", "--json", "--latency", "0", *hooks])
+            strict = ["--strict"] if signum == signal.SIGINT else []
+            code = main(["sandbox", "--port", "0", "--json", "--latency", "0", *hooks, *strict])
         finally:
             stopper.join()
         lines = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -352,7 +354,10 @@ def test_sandbox_with_json_and_a_clean_stop(
         assert lines[0]["url"].startswith("http://127.0.0.1:")
         if signum == signal.SIGTERM:
             assert lines[1] == {"webhook_url": "http://127.0.0.1:9", "signed": False}
-        assert lines[-1] == {"stopped": True} and len(lines) == 3 - (signum == signal.SIGINT)
+        else:  # without --webhook-url, the sandbox says that none will be sent
+            assert lines[1] == {"webhook_url": None, "signed": False}
+            assert lines[2] == {"strict": True}
+        assert lines[-1] == {"stopped": True} and len(lines) == 3 + (signum == signal.SIGINT)
 
 
 # -- status --wait: failures as they happen, a bounded give-up, progress ----------------------

@@ -196,9 +196,9 @@ async def test_a_10_mib_error_message_is_one_short_line(
     ("argv", "nan_at"),
     [
         (CREATE, ("response", "fee")),
-        (["session", "status", "ps_1"], ("fee",)),
-        (["status", "wd_1"], ("raw", "fee")),
-        (WAIT, ("raw", "fee")),
+        (["session", "status", "ps_1"], ("response", "fee")),
+        (["status", "wd_1"], ("response", "fee")),
+        (WAIT, ("response", "fee")),
     ],
     ids=["session-create", "session-status", "status", "status-wait"],
 )

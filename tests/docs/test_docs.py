@@ -41,6 +41,7 @@ def test_every_guide_is_a_page() -> None:
         "payouts.md",
         "sandbox.md",
         "testing.md",
+        "going-live.md",
         "production.md",
         "errors.md",
         "performance.md",

@@ -182,6 +182,17 @@ def test_unknown_currency_message_lists_the_known_ones_and_the_opt_out() -> None
     assert "allowUnlisted" not in request.to_payload()
 
 
+def test_sepa_is_a_listed_method_and_unlisted_ones_need_the_opt_in_as_currencies_do() -> None:
+    request = sending(method="sepa")
+    assert request.method is PaymentMethod.SEPA
+    assert b'"method":"sepa"' in request.to_json()
+    with pytest.raises(ValidationError) as info:
+        sending(method="wire")
+    assert info.value.field == "method"
+    assert "sepa" in str(info.value) and "allow_unlisted=True" in str(info.value)
+    assert sending(method="wire", allow_unlisted=True).method == "wire"
+
+
 def test_address_rules_per_currency() -> None:
     assert sending(to_currency="USDT-TRON", address=TRON).address == TRON
     assert sending(to_currency="USDT-AVALANCHE", address=EVM).address == EVM

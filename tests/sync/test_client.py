@@ -11,9 +11,11 @@ import types
 import weakref
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 from instax_async import (
+    NEWEST_API_REQUIRED,
     APIConnectionError,
     AsyncSession,
     BlockchainStatus,
@@ -62,6 +64,31 @@ def test_the_payment_flow_blocking_against_the_sandbox(sandbox: Sandbox) -> None
         with pytest.raises(ValidationError, match="tx_id"):
             client.blockchain_status("..")
     assert client.closed
+
+
+def test_the_going_live_settings_work_as_async_sessions_do() -> None:
+    # the strict sandbox wants accountRefId and address, and answers a checkout URL of its own
+    with (
+        BackgroundSandbox(SandboxConfig(strict=True)) as strict,
+        Client(
+            base_url=strict.url,
+            account_ref_id="acct_9",
+            checkout_url="{base_url}/order/{id}",
+            default_headers={"Authorization": "Bearer sk_test_bearer"},
+            require=NEWEST_API_REQUIRED,
+        ) as client,
+    ):
+        assert client.account_ref_id == "acct_9" and client.require == NEWEST_API_REQUIRED
+        assert client.checkout_url == f"{strict.url}/order/{{id}}"  # {base_url} resolved
+        with pytest.raises(ValidationError) as refused:
+            client.create_session(REQUEST)  # no address: refused before anything is sent
+        assert refused.value.field == "address"
+        session = client.create_session(attrs.evolve(REQUEST, address="0xabc"))
+        assert session.iframe_url == f"{strict.url}/order/{session.id}"
+        assert client.iframe_url("ps_1") == f"{strict.url}/order/ps_1"
+    with pytest.raises(ValidationError) as bad:
+        Client(checkout_url="https://checkout.example/order")  # no {id}
+    assert bad.value.field == "checkout_url"
 
 
 def test_poll_iterators_yield_each_status_and_stop(server: ThreadServer) -> None:
