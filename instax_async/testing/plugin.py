@@ -194,12 +194,19 @@ def instax_client(instax_sandbox: Sandbox) -> Iterator[AsyncSession]:
     """An ``AsyncSession`` for ``instax_sandbox``, closed after the test.
 
     Its api key is ``sk_test_sandbox``; the sandbox accepts any key unless the marker sets one.
-    It sends from whichever event loop the test runs in, and is closed in that loop.
+    Its checkout URLs are the sandbox's ``/embed/{id}`` pages, whatever ``INSTAX_CHECKOUT_URL``
+    the shell running the tests holds. It sends from whichever event loop the test runs in, and
+    is closed in that loop.
     """
     from ..client import AsyncSession
     from ._client import LoopTrackingTransport, close_client
 
     transport = LoopTrackingTransport()
-    client = AsyncSession(base_url=instax_sandbox.url, api_key=CLIENT_API_KEY, transport=transport)
+    client = AsyncSession(
+        base_url=instax_sandbox.url,
+        api_key=CLIENT_API_KEY,
+        transport=transport,
+        checkout_url="{base_url}/embed/{id}",
+    )
     yield client
     close_client(client, transport)

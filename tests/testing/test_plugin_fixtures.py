@@ -266,3 +266,16 @@ async def test_make_webhook_is_accepted_by_the_asgi_receiver(status: str) -> Non
         response = await client.post("/webhooks/instax", content=body, headers=headers)
         assert (response.status_code, response.json()) == (200, {"status": "ok"})
     assert [(e.session_id, str(e.status)) for e in events] == [("ps_7", status)]
+
+
+@pytest.fixture
+def production_checkout_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a developer's shell, set up for production
+    monkeypatch.setenv("INSTAX_CHECKOUT_URL", "https://pay.example/order/{id}")
+
+
+async def test_the_client_fixture_links_the_sandboxs_checkout_whatever_the_shell_says(
+    production_checkout_env: None, instax_client: AsyncSession, instax_sandbox: Sandbox
+) -> None:
+    session = await instax_client.create_session(order("50", "order-env"))
+    assert session.iframe_url == f"{instax_sandbox.url}/embed/{session.id}"
