@@ -23,7 +23,13 @@ loopback sockets. Two measures:
 
 ``run`` (``python -m benchmarks --only webhook_floods``) measures both receivers;
 ``python -m benchmarks.webhook_floods`` prints the same tables. The functions are shared with
-the tests (``tests/integration/test_receiver_floods.py``), which assert the bounds.
+the tests (``tests/webhooks/test_receiver_floods.py``), which assert the bounds.
+
+Every wait of this side is bounded, and a stalled step raises :class:`Stalled` naming it
+rather than hanging. ``asyncio.wait_for`` is not used: before Python 3.12 it returns the
+result of an operation that completes as its caller is cancelled, and the cancellation is
+lost; an attacker of :func:`measure_latency`, a loop that runs until it is cancelled, then
+kept attacking the receiver, and the measure waited for it forever.
 """
 
 from __future__ import annotations
@@ -45,11 +51,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from instax_async._compat import timeout as deadline
 from instax_async.webhooks import RECEIVER_MAX_BODY, SIGNATURE_HEADER, sign
 
 from ._util import median
@@ -68,10 +75,47 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOOD_BODY = 1024 * 1024
 FIRST_PART = 16 * 1024
 START_TIMEOUT = 60.0
+#: How long tasks told to stop may take to end (each is cancelled again every second).
+STOP_TIMEOUT = 10.0
 
 _TEMPLATE, _, _ = documented_payload()
 _ID = b'"testcompleteddwebhook"'
 _serial = itertools.count(1)
+
+
+class Stalled(Exception):
+    """A step of the load generator did not end in time: raised instead of waiting forever."""
+
+
+@contextlib.asynccontextmanager
+async def bounded(step: str, seconds: float) -> AsyncIterator[None]:
+    """``async with bounded("the flood", 120):``: the block is cancelled after ``seconds``, and
+    :class:`Stalled` names ``step``."""
+    try:
+        async with deadline(seconds):
+            yield
+    except TimeoutError as exc:
+        raise Stalled(f"{step}: not done within {seconds:g} s") from exc
+
+
+async def stop(tasks: Iterable[asyncio.Future[Any]], step: str) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling those still running
+    again each second (a cancellation that arrives as an await completes can be lost);
+    :class:`Stalled` names ``step`` if some are still running after :data:`STOP_TIMEOUT`."""
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + STOP_TIMEOUT
+    while pending:
+        if loop.time() >= end:
+            raise Stalled(
+                f"{step}: {len(pending)} of {len(tasks)} still running "
+                f"{STOP_TIMEOUT:g} s after they were cancelled"
+            )
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+    await asyncio.gather(*tasks, return_exceptions=True)  # retrieved: none is logged as lost
 
 
 def raise_fd_limit(wanted: int = 8192) -> None:
@@ -298,10 +342,13 @@ async def post(
     port: int, parts: list[bytes], *, pause: float = 0.0, timeout: float = 30.0
 ) -> tuple[int | str, dict[str, str]]:
     """Send ``parts`` on a new connection, ``pause`` seconds apart, reading the answer all the
-    while: its status and headers, or ``"closed"`` / ``"timeout"`` when none came."""
+    while: its status and headers, or ``"refused"`` / ``"closed"`` / ``"timeout"`` when none
+    came. Connecting and the answer may take ``timeout`` each, the sending its pauses and 5 s
+    more; cancelled, it ends at once and closes its connection."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+        async with deadline(timeout):
+            reader, writer = await asyncio.open_connection(HOST, port)
+    except (OSError, TimeoutError):
         return "refused", {}
 
     async def send() -> None:
@@ -313,21 +360,27 @@ async def post(
 
     sending = asyncio.ensure_future(send())
     try:
-        status, headers, _ = await asyncio.wait_for(_read_answer(reader), timeout)
-        answer: tuple[int | str, dict[str, str]] = (status, headers)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        answer = ("closed", {})
-    except asyncio.TimeoutError:
-        answer = ("timeout", {})
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(sending, pause * len(parts) + 5)
-    writer.transport.abort()  # never waits, whatever is left unsent
-    return answer
+        try:
+            async with deadline(timeout):
+                status, headers, _ = await _read_answer(reader)
+            answer: tuple[int | str, dict[str, str]] = (status, headers)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            answer = ("closed", {})
+        except TimeoutError:
+            answer = ("timeout", {})
+        with contextlib.suppress(Exception):
+            async with deadline(pause * len(parts) + 5):
+                await sending
+        return answer
+    finally:
+        sending.cancel()
+        writer.transport.abort()  # never waits, whatever is left unsent
 
 
 async def small_deliveries(port: int, count: int) -> collections.Counter[int | str]:
     """``count`` concurrent signed deliveries, each on a connection of its own: their answers."""
-    answers = await asyncio.gather(*(post(port, [signed_delivery()]) for _ in range(count)))
+    async with bounded(f"{count} concurrent signed deliveries", 120):
+        answers = await asyncio.gather(*(post(port, [signed_delivery()]) for _ in range(count)))
     return collections.Counter(status for status, _ in answers)
 
 
@@ -338,7 +391,8 @@ async def flood(
     its head and ``first`` bytes at once and the rest ``pause`` seconds later: their answers."""
     body = b"x" * size
     parts = [request_head(size, WRONG_SIGNATURE) + body[:first], body[first:]]
-    answers = await asyncio.gather(*(post(port, parts, pause=pause) for _ in range(count)))
+    async with bounded(f"a flood of {count} POSTs of {size} bytes", 120 + pause):
+        answers = await asyncio.gather(*(post(port, parts, pause=pause) for _ in range(count)))
     return collections.Counter(status for status, _ in answers)
 
 
@@ -359,9 +413,11 @@ async def measure_flood(receiver: ReceiverProcess, connections: int) -> dict[str
 
     sampler = asyncio.ensure_future(sample())
     started = time.perf_counter()
-    answers = await flood(receiver.port, connections)
+    try:
+        answers = await flood(receiver.port, connections)
+    finally:
+        await stop([sampler], "the memory sampler")
     seconds = time.perf_counter() - started
-    sampler.cancel()
     peak = receiver.status_kib("VmHWM") if exact_peak else max(samples)
     await asyncio.sleep(0.5)
     after = receiver.status_kib("VmRSS")
@@ -407,9 +463,7 @@ async def measure_latency(
             statuses[status] += 1
             await asyncio.sleep(0.05)
     finally:
-        for task in attack_tasks:
-            task.cancel()
-        await asyncio.gather(*attack_tasks, return_exceptions=True)
+        await stop(attack_tasks, f"the {attackers} attackers")
     return {
         "attackers": attackers,
         "hostile_body_bytes": size if attackers else 0,

@@ -265,6 +265,7 @@ class AiohttpTransport:
         ):
             session = await self._client()
         error: InstaxError
+        answered = False  # the response's head arrived: the request was built and sent
         try:  # one frame for the whole exchange: it runs on every request
             headers = request.headers
             url = request.url
@@ -299,6 +300,7 @@ class AiohttpTransport:
                 allow_redirects=False,
                 **kwargs,
             ) as response:
+                answered = True
                 encoding = response.headers.get("Content-Encoding", "")
                 if encoding:
                     encoding = encoding.strip().lower()
@@ -347,10 +349,16 @@ class AiohttpTransport:
             )
             cause = self._scrub(exc, request)
         except (ValueError, TypeError) as exc:
-            # raised while aiohttp puts the request together (a header value it refuses, a URL
-            # it cannot parse: InvalidURL is a ValueError too), before anything was sent
             cause = self._scrub(exc, request)
-            error = unsendable_request_error(request, cause)
+            if answered:
+                # raised inside aiohttp while the answer was read: says nothing of the request
+                error = APIConnectionError(
+                    f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+                )
+            else:
+                # raised while aiohttp puts the request together (a header value it refuses, a
+                # URL it cannot parse: InvalidURL is a ValueError too), before it is sent
+                error = unsendable_request_error(request, cause)
         except aiohttp.ClientError as exc:
             cause = self._scrub(exc, request)
             error = APIConnectionError(

@@ -5,10 +5,17 @@ transport contract is not shaped after aiohttp.
 
 httpx's ``timeout`` bounds each phase (connect, every read) rather than the attempt, so the
 transport puts one deadline of its own around the whole exchange: headers, body and
-decompression. The body is streamed (``client.stream``), taken as it came off the wire and
-inflated here in bounded steps, and counted against ``max_response_bytes``; a refused body
-closes its connection (httpx does not return a half-read connection to its pool). httpx's
-exceptions are re-raised from scrubbed copies, as in the aiohttp transport.
+decompression. That deadline is an anyio cancel scope, as httpx's own are: on Python 3.10 anyio
+cannot tell an asyncio cancellation from its own, and may swallow one (the attempt then ran
+past its deadline, or failed inside anyio with an unrelated error). The body is streamed,
+taken as it came off the wire and inflated here in bounded steps, and counted against
+``max_response_bytes``; a refused body closes its connection (httpx does not return a
+half-read connection to its pool). httpx's exceptions are re-raised from scrubbed copies, as
+in the aiohttp transport.
+
+Only what fails while the request is put together, before anything is sent (a header value
+httpx or h11 refuses), is a :class:`~instax_async.ValidationError`; anything else raised
+during the exchange, whatever its type, is an :class:`~instax_async.APIConnectionError`.
 
 An ``httpx.AsyncClient`` keeps connections that belong to the event loop that opened them, so
 the transport refuses, with a clear :class:`~instax_async.InstaxError` (before anything is
@@ -25,9 +32,9 @@ import zlib
 from .._extras import extra_required
 
 with extra_required("httpx"):
+    import anyio
     import httpx
 
-from .._compat import timeout as timeout_scope
 from ..errors import APIConnectionError, APITimeoutError, InstaxError
 from .base import (
     ACCEPT_ENCODING,
@@ -112,57 +119,64 @@ class HttpxTransport:
         """Send one request; httpx's errors come back as ``APIConnectionError``.
 
         A body over ``max_response_bytes`` raises ``ResponseTooLargeError``; a client used
-        outside its event loop raises ``InstaxError``.
+        outside its event loop raises ``InstaxError``; a request httpx cannot put together
+        raises ``ValidationError``.
         """
         client = self._client_for_loop()
         error: InstaxError
         try:
-            async with timeout_scope(request.timeout):
-                return await self._exchange(client, request)
-        except httpx.ConnectError as exc:
-            cause = _scrub(exc, request)
-            error = APIConnectionError(
-                f"could not connect for {request.method} {request.url}: {cause}",
-                connect_failed=True,
-            )
-        except (httpx.TimeoutException, asyncio.TimeoutError, TimeoutError) as exc:
-            cause = _scrub(exc, request)
-            error = APITimeoutError(
-                f"{request.method} {request.url} timed out after {request.timeout:g} s"
-            )
-        except (httpx.LocalProtocolError, httpx.InvalidURL, ValueError, TypeError) as exc:
-            # the request could not be put together (a header value h11 or httpx refuses):
-            # raised before anything was sent
+            built = _build(client, request)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            # a header value httpx refuses (not str, not ASCII): nothing was sent
             cause = _scrub(exc, request)
             error = unsendable_request_error(request, cause)
-        except httpx.HTTPError as exc:
-            cause = _scrub(exc, request)
-            error = APIConnectionError(
-                f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
-            )
-        except zlib.error as exc:
-            cause = _scrub(exc, request)
-            error = APIConnectionError(
-                f"{request.method} {request.url} failed: the response body does not "
-                f"decompress ({cause})"
-            )
+        else:
+            try:
+                with anyio.fail_after(request.timeout):
+                    return await self._exchange(client, built, request)
+            except httpx.ConnectError as exc:
+                cause = _scrub(exc, request)
+                error = APIConnectionError(
+                    f"could not connect for {request.method} {request.url}: {cause}",
+                    connect_failed=True,
+                )
+            except (httpx.TimeoutException, asyncio.TimeoutError, TimeoutError) as exc:
+                cause = _scrub(exc, request)
+                error = APITimeoutError(
+                    f"{request.method} {request.url} timed out after {request.timeout:g} s"
+                )
+            except (httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+                # h11 refused to write the request (a header value with a character HTTP does
+                # not allow), before anything was sent
+                cause = _scrub(exc, request)
+                error = unsendable_request_error(request, cause)
+            except httpx.HTTPError as exc:
+                cause = _scrub(exc, request)
+                error = APIConnectionError(
+                    f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+                )
+            except zlib.error as exc:
+                cause = _scrub(exc, request)
+                error = APIConnectionError(
+                    f"{request.method} {request.url} failed: the response body does not "
+                    f"decompress ({cause})"
+                )
+            except (ValueError, TypeError) as exc:
+                # raised inside httpx, httpcore or anyio while the exchange was under way:
+                # the request was built, so this says nothing about it
+                cause = _scrub(exc, request)
+                error = APIConnectionError(
+                    f"{request.method} {request.url} failed: {type(cause).__name__}: {cause}"
+                )
         # raised here, after the except blocks: inside one, the original exception, with the
         # request headers, would become the new error's __context__
         raise error from cause
 
-    async def _exchange(self, client: httpx.AsyncClient, request: Request) -> Response:
-        headers = dict(request.headers)
-        if not any(name.lower() == "accept-encoding" for name in headers):
-            headers["Accept-Encoding"] = ACCEPT_ENCODING
-        async with client.stream(
-            request.method,
-            request.url,
-            headers=headers,
-            content=request.content or None,
-            timeout=request.timeout,
-            follow_redirects=False,
-        ) as response:
-            # leaving this block closes the response; unread, its connection is discarded
+    async def _exchange(
+        self, client: httpx.AsyncClient, built: httpx.Request, request: Request
+    ) -> Response:
+        response = await client.send(built, stream=True, follow_redirects=False)
+        try:
             body = BodyCollector(
                 request, response.status_code, response.headers, self._max_response_bytes
             )
@@ -179,6 +193,9 @@ class HttpxTransport:
             return Response(
                 status=response.status_code, headers=response.headers, content=body.content()
             )
+        finally:
+            # closed, read or not: an unread response's connection is discarded
+            await response.aclose()
 
     async def aclose(self) -> None:
         """Close the client this transport created; a caller's client is left open.
@@ -191,6 +208,21 @@ class HttpxTransport:
             self._client = self._loop = None
             if loop is asyncio.get_running_loop():
                 await client.aclose()
+
+
+def _build(client: httpx.AsyncClient, request: Request) -> httpx.Request:
+    """The httpx request for ``request``, asking for gzip and deflate unless it says otherwise;
+    raises what httpx raises for a request it cannot put together."""
+    headers = dict(request.headers)
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        headers["Accept-Encoding"] = ACCEPT_ENCODING
+    return client.build_request(
+        request.method,
+        request.url,
+        headers=headers,
+        content=request.content or None,
+        timeout=request.timeout,
+    )
 
 
 def _content_length(headers: httpx.Headers) -> int | None:

@@ -18,10 +18,12 @@ from benchmarks.webhook_floods import (
     HOST,
     WRONG_SIGNATURE,
     ReceiverProcess,
+    bounded,
     measure_flood,
     measure_latency,
     raise_fd_limit,
     request_head,
+    stop,
 )
 from instax_async.webhooks import RECEIVER_BODY_TIMEOUT
 
@@ -60,7 +62,8 @@ async def test_a_flood_of_large_unsigned_bodies_leaves_the_receivers_memory_boun
 async def _trickle(port: int, head: bytes, drip: bytes) -> tuple[bytes, float]:
     """Send ``head``, then ``drip`` once a second; the answer's first line (``b""`` if the
     connection was closed without one) and the seconds it took."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+    async with bounded("connecting to the receiver", 30):
+        reader, writer = await asyncio.open_connection(HOST, port)
     writer.write(head)
     started = time.perf_counter()
 
@@ -72,12 +75,14 @@ async def _trickle(port: int, head: bytes, drip: bytes) -> tuple[bytes, float]:
 
     task = asyncio.ensure_future(dripping())
     try:
-        line = await asyncio.wait_for(reader.readline(), 30)
+        async with bounded("the answer to a body sent a byte a second", 30):
+            line = await reader.readline()
     except ConnectionError:
         line = b""
-    seconds = time.perf_counter() - started
-    task.cancel()
-    writer.close()
+    finally:
+        seconds = time.perf_counter() - started
+        await stop([task], "sending a byte a second")
+        writer.transport.abort()
     return line, seconds
 
 
