@@ -43,6 +43,7 @@ __all__ = [
     "DONE",
     "END",
     "HAND_OVER",
+    "LET_GO",
     "MARGIN",
     "SKIPPED",
     "STATE",
@@ -162,13 +163,15 @@ return 3
 # that of two enqueues at once, one gets None). KEYS[1]: the watch key, KEYS[2]: its lease;
 # ARGV: token, the key's TTL in ms, the lease's TTL in ms. Returns 0 (free: claimed), 1 (the
 # watch ended lately), 2 (the lease lives: a slice is queued or running), 3 (a dead watch's
-# key: taken over) or what a corrupt key held (taken over).
+# key: taken over) or what a corrupt key held (taken over). A lease the SDK did not write (not
+# a string, or without a TTL) keeps no watch alive.
 CLAIM = (
     STATE
     + """
 local s, a = state(KEYS[1])
 if s == 'done' then return 1 end
-if s == 'watch' and redis.call('EXISTS', KEYS[2]) > 0 then return 2 end
+if s == 'watch' and redis.call('TYPE', KEYS[2])['ok'] == 'string'
+    and redis.call('PTTL', KEYS[2]) > 0 then return 2 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':0', 'PX', ARGV[2])
 redis.call('SET', KEYS[2], 'queued', 'PX', ARGV[3])
 if s == 'corrupt' then return a end
@@ -177,18 +180,29 @@ return 0
 """
 )
 
-# Celery's hand-over, once the next slice is published: the watch moves from slice n to n + 1
-# and its lease says 'queued', so that any other copy of slice n (a retried hand-over
-# publishes the next slice again) is stale. KEYS[1]: the watch key, KEYS[2]: its lease; ARGV:
-# token, n, the key's TTL in ms, the lease's TTL in ms. Returns 1 (moved), 0 (the watch was
-# not at slice n: another copy moved it, or it ended).
+# Celery's hand-over, step 1, before the next slice is published: the run lets go of its lease
+# (it polls no more), so that the next slice may begin at once. KEYS[1]: the lease key; ARGV:
+# this run ('{task id}:{retries}'), the lease's TTL in ms. Returns 1, or 0 if another run holds
+# the lease (one that took it after this run's ran out: that one is left alone).
+LET_GO = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' or redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], 'queued', 'PX', ARGV[2])
+return 1
+"""
+
+# Celery's hand-over, step 2, once the next slice is published: the watch moves from slice n to
+# n + 1, so that any other copy of slice n (a redelivered one; a retried hand-over publishes
+# the next slice again) is stale. KEYS[1]: the watch key; ARGV: token, n, the key's TTL in ms.
+# Returns 1 (moved), 0 (the watch was not at slice n: the next slice began already, or the
+# watch ended).
 HAND_OVER = (
     STATE
     + """
 local s, a, b = state(KEYS[1])
 if s ~= 'watch' or a ~= ARGV[1] or b ~= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. (b + 1), 'PX', ARGV[3])
-redis.call('SET', KEYS[2], 'queued', 'PX', ARGV[4])
 return 1
 """
 )
