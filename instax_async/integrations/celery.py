@@ -181,9 +181,14 @@ class PayoutWatches:
     fork, new ones): a blocking ``redis.Redis`` for the watch keys, and the
     :class:`~instax_async.Client` the slices poll through. Both are thread-safe, so a worker
     with the ``threads`` pool shares them too.
+
+    :param app: the ``celery.Celery`` app.
+    :param redis_url: :func:`install`'s ``redis_url``.
+    :param client_options: :func:`install`'s ``client_options``.
     """
 
     def __init__(self, app: Any, redis_url: str | None, client_options: Mapping[str, Any]) -> None:
+        #: The Celery app whose watch task this is.
         self.app = app
         #: The Redis that holds the watch keys (``None``: the app's broker).
         self.redis_url = redis_url
