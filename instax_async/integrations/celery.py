@@ -60,23 +60,25 @@ of ``2 * slice_seconds + max_interval`` (:func:`lease_seconds`) from the moment 
 ``reject_on_worker_lost=True``: a message is acknowledged only once its slice ran, so a worker
 killed mid-slice (SIGKILL, OOM) loses nothing. A prefork child that dies has its message
 requeued at once; a whole worker that dies leaves its messages unacknowledged, and Redis hands
-them to another worker once the broker's ``visibility_timeout`` has passed (kombu checks at a
-worker's start, then every few minutes). The slice then runs again: its begin script accepts it
-once the killed run's lease has run out. A restart thus loses at most one slice's progress.
+them to another worker once the broker's ``visibility_timeout`` has passed (kombu 5.6 checks
+when a worker starts, then about every 100 s). The slice then runs again: its begin script
+accepts it once the killed run's lease has run out. A restart thus loses at most one slice's
+progress.
 The visibility timeout (``broker_transport_options={"visibility_timeout": ...}``, 3600 s by
 default) must be longer than a lease, or Redis would hand a slice to a second worker while the
 first still runs it: :func:`enqueue_payout_watch` refuses a ``slice_seconds`` whose lease
 would not fit.
 
 **Faults.** A Redis error the watch can outlive (connection lost, a timeout, a read-only
-replica or a loading server during a failover), in any step, runs the slice again through
-Celery's retry, after the poll's wait for that try (``interval * backoff ** (retries)``, at
-most ``max_interval``), up to the task's ``max_retries`` (:data:`MAX_RETRIES`; change it with
-Celery's ``task_annotations``); after that the watch is dead, and the next
-:func:`enqueue_payout_watch` of the tx takes it over once its lease has run out. A callback path
-that no longer resolves (or names an ``async def``) ends the watch: ERROR,
-``on_failure`` if it resolves (:attr:`PayoutFailureReason.CALLBACK`), the keys deleted, and the
-task fails, so that the tx can be enqueued again once the path is fixed. A callback that raises
+replica or a loading server during a failover), in any step, or the broker refusing the next
+slice (kombu's ``OperationalError``), runs the slice again through Celery's retry, after the
+poll's wait for that try (``interval * backoff ** retries``, at most ``max_interval``), up to
+the task's ``max_retries`` (:data:`MAX_RETRIES`; change it with Celery's ``task_annotations``);
+after that the watch is dead, and the next :func:`enqueue_payout_watch` of the tx takes it over
+once its lease has run out. A callback path that no longer resolves (or names an ``async
+def``) ends the watch: ERROR, ``on_failure`` if it resolves
+(:attr:`PayoutFailureReason.CALLBACK`), the keys deleted, and the task fails, so that the tx
+can be enqueued again once the path is fixed. A callback that raises
 fails the task and deletes the keys too. A watch key holding a value the SDK does not write
 ends the watch (:attr:`PayoutFailureReason.CORRUPT`, a WARNING naming the key).
 """

@@ -25,7 +25,7 @@ from instax_async.integrations.celery import enqueue_payout_watch, watch_key
 from instax_async.sandbox import Sandbox
 from tests.celery.celery_app import BROKER_ENV, QUEUE_ENV, READY, VISIBILITY_ENV, make_app
 from tests.celery.celery_callbacks import HASHES, RECORDS_ENV, recorded
-from tests.celery.test_celery_payouts import FAST, ON_HASH, confirm, new_payouts, until
+from tests.celery.helpers import FAST, ON_HASH, confirm, new_payouts, until
 
 pytestmark = pytest.mark.subprocess
 
@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_watch_loses_no_watch(
     payouts = instax_sandbox.state.payouts
     # mid-watch: several payouts polled, and some watch is past its first slice
     until(lambda: sum(payouts[tx].polls > 0 for tx in tx_ids) >= 4, timeout=30)
-    until(lambda: any(store.get(watch_key(tx)).endswith(b":1") for tx in tx_ids), timeout=30)
+    until(lambda: any(not store.get(watch_key(tx)).endswith(b":0") for tx in tx_ids), timeout=30)
     first.kill()
     killed = time.monotonic()
     assert recorded(redis_url, HASHES) == []
