@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from . import (
+    celery_watches,
     import_time,
     instructions,
     poller,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         webhook_receiver,
         webhook_floods,
         poller,
+        celery_watches,
         transport_state,
     )
 }

@@ -78,33 +78,29 @@ So:
 from __future__ import annotations
 
 import contextlib
-import enum
-import importlib
 import inspect
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from .._extras import extra_required
-from .._frozen import Frozen
 
 with extra_required("arq", "arq", "redis"):
     from arq.connections import ArqRedis
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import Job
     from arq.worker import Retry, RetryJob
-    from redis import exceptions as redis_errors
+
+    from . import _payout_watch as watch
 
 from .._validate import check_id, check_number
 from ..client import AsyncSession
 from ..errors import APIStatusError, PollTimeoutError, ValidationError
 from ..models import BlockchainStatus
 from ..polling import POLL_DEFAULTS, PollOptions
+from ._payout_watch import PayoutFailureReason, PayoutWatchFailure
 
 __all__ = [
     "JOB_NAME",
@@ -120,6 +116,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("instax_async.arq")
+_log = watch.WatchLog(logger, dead="no job of its last watch is left")
 
 JOB_NAME = "watch_payout"
 """The arq function name of :func:`watch_payout` (register the function under this name)."""
@@ -128,122 +125,6 @@ SESSION_KEY = "instax_session"
 """
 
 _PREFIX = "instax:payout:"
-_DONE = "done"
-# a watch's key and its jobs outlive the deadline by this much, so a worker that was down for
-# a while still finds them and reports the deadline instead of losing the watch
-_MARGIN = 86_400.0
-_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-# Redis errors a watch outlives by running the slice again (a failover, a dropped connection);
-# an error in the data (a wrong type, a script error) is not among them
-_TRANSIENT = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,
-)
-
-# What a watch key holds, read once by each script: 'none', 'done', 'watch' with its token and
-# slice, or 'corrupt' with what was found there instead (never the value itself: it is not
-# ours to log). A slice number of up to 9 digits stays an integer in Lua's string formatting.
-_STATE = """
-local function state(key)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then return 'none' end
-  if kind ~= 'string' then return 'corrupt', 'a Redis ' .. kind end
-  local value = redis.call('GET', key)
-  if value == 'done' then return 'done' end
-  local token, n = string.match(value, '^([^:]+):(%d+)$')
-  if not token or #n > 9 then return 'corrupt', 'a string the SDK does not write' end
-  return 'watch', token, tonumber(n)
-end
-"""
-
-# KEYS[1]: the watch key; ARGV: token, slice number, TTL in ms. Returns 0 (go on: the key now
-# says token:slice), 1 (done), 2 (another watch), 3 (stale slice), or what a corrupt key holds.
-_BEGIN = (
-    _STATE
-    + """
-local s, a, b = state(KEYS[1])
-if s == 'done' then return 1 end
-if s == 'corrupt' then return a end
-if s == 'watch' then
-  if a ~= ARGV[1] then return 2 end
-  if b > tonumber(ARGV[2]) then return 3 end
-end
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
-return 0
-"""
-)
-_SKIPPED = {1: "the watch has ended", 2: "another watch owns it", 3: "a later slice is running"}
-
-# KEYS[1]: the watch key; ARGV: token, then "done" and its TTL in ms (end) or nothing (release).
-# Only the watch that owns the key may end or release it; a corrupt key is anyone's to clear.
-_END = (
-    _STATE
-    + """
-local s, a = state(KEYS[1])
-if s ~= 'corrupt' and (s ~= 'watch' or a ~= ARGV[1]) then return 0 end
-if ARGV[2] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-else
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"""
-)
-
-# KEYS[1]: the watch key; ARGV[1]: the arq job key of this tx's slices without the number.
-# Returns 0 (free), 1 (the watch ended lately), 2 (a job of the watch is queued or running),
-# 3 (a dead watch's key: deleted), or what a corrupt key held (deleted).
-_ADOPT = (
-    _STATE
-    + """
-local s, a, b = state(KEYS[1])
-if s == 'none' then return 0 end
-if s == 'done' then return 1 end
-if s == 'watch' and redis.call('EXISTS', ARGV[1] .. b, ARGV[1] .. (b + 1)) > 0 then return 2 end
-redis.call('DEL', KEYS[1])
-if s == 'corrupt' then return a end
-return 3
-"""
-)
-
-
-class PayoutFailureReason(str, enum.Enum):
-    """Why a payout watch ended without a hash."""
-
-    #: The blockchain status says the payout failed (:attr:`BlockchainStatus.is_failed`).
-    FAILED = "failed"
-    #: The overall deadline passed without a hash.
-    DEADLINE = "deadline"
-    #: The API answered an error that retrying cannot fix (e.g. 404 for an unknown tx id).
-    ERROR = "error"
-    #: ``on_hash`` no longer resolves to a function (a deploy renamed or removed it).
-    CALLBACK = "callback"
-    #: The watch's Redis key held a value the SDK does not write (changed by hand, or by
-    #: another program using the same key).
-    CORRUPT = "corrupt"
-
-
-@attrs.frozen(repr=False, eq=False)
-class PayoutWatchFailure(Frozen):
-    """What ``on_failure`` receives when a watch ends without a hash.
-
-    >>> async def payout_failed(failure: PayoutWatchFailure) -> None:
-    ...     why = f"{failure.reason.value}: {failure.message}"
-    ...     await alerts.send(f"payout {failure.tx_id}: {why}")
-    """
-
-    #: The payout's transaction id.
-    tx_id: str
-    #: Why the watch ended.
-    reason: PayoutFailureReason
-    #: The last status seen (``None`` if no answer arrived).
-    last_status: BlockchainStatus | None
-    #: A sentence for logs and alerts.
-    message: str
 
 
 def payout_job_id(tx_id: str, slice_number: int = 0) -> str:
@@ -264,33 +145,6 @@ def watch_key(tx_id: str) -> str:
     return f"{_PREFIX}{tx_id}"
 
 
-def _check_path(value: object, field: str, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not _PATH.match(value):
-        raise ValidationError(
-            f"{field}: expected an import path 'module:function' such as "
-            f"'myapp.tasks:record_hash', got {value!r}",
-            field=field,
-        )
-    return value
-
-
-def _resolve(path: str, field: str) -> Callable[..., Any]:
-    module_name, _, attribute = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ValidationError(f"{field}: cannot import {path!r}: {exc}", field=field) from exc
-    if not callable(target):
-        raise ValidationError(
-            f"{field}: {path!r} is a {type(target).__name__}, not a function", field=field
-        )
-    return target  # type: ignore[no-any-return]
-
-
 async def _call(callback: Callable[..., Any], argument: object) -> None:
     result = callback(argument)
     if inspect.isawaitable(result):
@@ -302,19 +156,6 @@ async def _script(redis: ArqRedis, text: str, key: str, *args: str | int) -> int
     result: Any = await redis.register_script(text)(keys=[key], args=list(args))
     # arq's pools answer bytes (it unpickles its jobs): no decode_responses to allow for
     return result.decode("utf-8", "replace") if isinstance(result, bytes) else int(result)
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
-
-
-def _retry_delay(job_try: int, interval: float, max_interval: float, backoff: float) -> float:
-    """The poll engine's wait before its ``job_try``-th attempt: ``interval`` grown by
-    ``backoff`` each try, at most ``max_interval``."""
-    delay = interval
-    for _ in range(min(job_try, 100) - 1):
-        delay = min(delay * backoff, max_interval)
-    return min(delay, max_interval)
 
 
 async def _enqueue(redis: ArqRedis, tx_id: str, job_id: str, **job: Any) -> Job | None:
@@ -387,8 +228,8 @@ async def enqueue_payout_watch(
             field="arq_pool",
         )
     tx_id = check_id(tx_id, "tx_id")
-    _check_path(on_hash, "on_hash")
-    _check_path(on_failure, "on_failure", optional=True)
+    watch.check_path(on_hash, "on_hash")
+    watch.check_path(on_failure, "on_failure", optional=True)
     deadline = check_number("deadline", deadline, accepted=" (seconds)")
     slice_seconds = check_number("slice_seconds", slice_seconds, accepted=" (seconds)")
     remember = check_number("remember", remember, accepted=" (seconds)")
@@ -399,19 +240,10 @@ async def enqueue_payout_watch(
             field="queue_name",
         )
     key = watch_key(tx_id)
-    found = await _script(arq_pool, _ADOPT, key, job_key_prefix + payout_job_id(tx_id, 0)[:-1])
-    if found in (1, 2):
-        logger.debug("payout %s is already watched (or its watch ended recently)", tx_id)
+    jobs = job_key_prefix + payout_job_id(tx_id, 0)[:-1]
+    found = await _script(arq_pool, watch.ADOPT, key, jobs)
+    if not _log.adopted(tx_id, key, found):
         return None
-    if found == 3:
-        logger.info("payout %s: no job of its last watch is left; a new watch takes over", tx_id)
-    elif isinstance(found, str):
-        logger.warning(
-            "payout %s: the watch key %s held %s; deleted, a new watch takes over",
-            tx_id,
-            key,
-            found,
-        )
     return await _enqueue(
         arq_pool,
         tx_id,
@@ -428,7 +260,7 @@ async def enqueue_payout_watch(
         slice_number=0,
         queue_name=queue_name,
         _queue_name=queue_name,
-        _expires=deadline + _MARGIN,
+        _expires=deadline + watch.MARGIN,
     )
 
 
@@ -474,16 +306,9 @@ async def watch_payout(
     )
     try:
         return await _Slice(ctx, tx_id, job).run()
-    except _TRANSIENT as exc:
-        delay = _retry_delay(int(ctx.get("job_try") or 1), interval, max_interval, backoff)
-        logger.warning(
-            "payout %s: slice %d: Redis failed (%s: %s); it runs again in %.3g s",
-            tx_id,
-            slice_number,
-            type(exc).__name__,
-            exc,
-            delay,
-        )
+    except watch.TRANSIENT as exc:
+        delay = watch.retry_delay(int(ctx.get("job_try") or 1), interval, max_interval, backoff)
+        _log.retrying(tx_id, slice_number, exc, delay)
         raise Retry(defer=delay) from exc
 
 
@@ -502,10 +327,10 @@ class _Slice:
 
     async def run(self) -> str:
         left = self.job["deadline_at"] - time.time()
-        ttl = _ms(max(left, 0.0) + _MARGIN)
-        begun = await _script(self.redis, _BEGIN, self.key, self.token, self.number, ttl)
+        ttl = watch.ms(max(left, 0.0) + watch.MARGIN)
+        begun = await _script(self.redis, watch.BEGIN, self.key, self.token, self.number, ttl)
         if isinstance(begun, int) and begun:
-            logger.info("payout %s: slice %d skipped: %s", self.tx_id, self.number, _SKIPPED[begun])
+            _log.skipped(self.tx_id, self.number, begun)
             return "skipped"
         try:
             if isinstance(begun, str):
@@ -515,11 +340,11 @@ class _Slice:
             except ValidationError as exc:
                 with contextlib.suppress(ValidationError):  # logged; on_hash's error is raised
                     self.resolve_on_failure()
-                await self.report(PayoutFailureReason.CALLBACK, None, str(exc))
+                await self.report(self.failure(PayoutFailureReason.CALLBACK, str(exc)))
                 raise
             self.resolve_on_failure()
             return await self.poll(on_hash, left)
-        except (Retry, RetryJob, *_TRANSIENT):
+        except (Retry, RetryJob, *watch.TRANSIENT):
             raise  # arq runs this slice again: the watch goes on
         except Exception:
             # this watch cannot go on: free the tx, so that it can be enqueued again
@@ -529,58 +354,55 @@ class _Slice:
     def resolve(self, field: str) -> Callable[..., Any]:
         """The callback named by ``field``; one that does not resolve ends the watch."""
         try:
-            return _resolve(self.job[field], field)
+            return watch.resolve(self.job[field], field)
         except ValidationError as exc:
-            logger.error("payout %s: the watch cannot go on: %s", self.tx_id, exc)
+            _log.cannot_go_on(self.tx_id, exc)
             raise
 
     def resolve_on_failure(self) -> None:
         if self.job["on_failure"] is not None:
             self.on_failure = self.resolve("on_failure")
 
+    def failure(self, reason: PayoutFailureReason, message: str) -> PayoutWatchFailure:
+        return PayoutWatchFailure(
+            tx_id=self.tx_id, reason=reason, last_status=None, message=message
+        )
+
     async def corrupt(self, found: str) -> str:
-        text = f"the watch key {self.key} held {found}; the watch ended"
-        logger.warning("payout %s: %s", self.tx_id, text)
+        text = _log.corrupt(self.tx_id, self.key, found)
         self.resolve_on_failure()
-        await self.report(PayoutFailureReason.CORRUPT, None, text)
+        await self.report(self.failure(PayoutFailureReason.CORRUPT, text))
         return await self.release("failed")
 
     async def poll(self, on_hash: Callable[..., Any], left: float) -> str:
         job = self.job
         if left <= 0:
-            return await self.fail(
-                PayoutFailureReason.DEADLINE, None, "the deadline passed before this slice ran"
-            )
-        # the last slice runs up to the deadline: its timeout is the deadline's
-        last_slice = left <= job["slice_seconds"]
+            return await self.fail(watch.too_late(self.tx_id))
         session: AsyncSession | None = self.ctx.get(SESSION_KEY)
         own_session = session is None
         if session is None:
             session = AsyncSession()
+        outcome: BlockchainStatus | PollTimeoutError | APIStatusError
         try:
-            status = await session.wait_for_blockchain_status(
+            outcome = await session.wait_for_blockchain_status(
                 self.tx_id,
                 interval=job["interval"],
                 max_interval=job["max_interval"],
                 backoff=job["backoff"],
                 timeout=min(job["slice_seconds"], left),
             )
-        except PollTimeoutError as exc:
-            if last_slice:
-                last = exc.last_status
-                seen = "no answer arrived" if last is None else f"last status: {last.status!r}"
-                text = f"the deadline passed without a hash ({seen})"
-                return await self.fail(PayoutFailureReason.DEADLINE, last, text)
-            return await self.hand_over()
-        except APIStatusError as exc:
-            return await self.fail(PayoutFailureReason.ERROR, None, str(exc))
+        except (PollTimeoutError, APIStatusError) as exc:
+            outcome = exc
         finally:
             if own_session:
                 await session.aclose()
-        if status.hash is None:
-            text = f"the payout failed (status {status.status!r})"
-            return await self.fail(PayoutFailureReason.FAILED, status, text)
-        await _call(on_hash, status)
+        # the last slice runs up to the deadline: its timeout is the deadline's
+        verdict = watch.judge(self.tx_id, outcome, last_slice=left <= job["slice_seconds"])
+        if verdict is None:
+            return await self.hand_over()
+        if isinstance(verdict, PayoutWatchFailure):
+            return await self.fail(verdict)
+        await _call(on_hash, verdict)
         return await self.end("confirmed")
 
     async def hand_over(self) -> str:
@@ -593,36 +415,30 @@ class _Slice:
             **job,
             _queue_name=job["queue_name"],
             _defer_by=max(0.0, min(job["interval"], left)),
-            _expires=max(left, 0.0) + _MARGIN,
+            _expires=max(left, 0.0) + watch.MARGIN,
         )
         if enqueued is None:  # only a retried slice whose successor exists already gets here
             logger.debug("payout %s: slice %d is enqueued already", self.tx_id, self.number + 1)
         return "rescheduled"
 
-    async def report(
-        self, reason: PayoutFailureReason, last: BlockchainStatus | None, text: str
-    ) -> None:
+    async def report(self, failure: PayoutWatchFailure) -> None:
         if self.on_failure is not None:
-            failure = PayoutWatchFailure(
-                tx_id=self.tx_id, reason=reason, last_status=last, message=text
-            )
             await _call(self.on_failure, failure)
 
-    async def fail(
-        self, reason: PayoutFailureReason, last: BlockchainStatus | None, text: str
-    ) -> str:
-        logger.error("payout %s: no blockchain hash: %s", self.tx_id, text)
-        await self.report(reason, last, text)
+    async def fail(self, failure: PayoutWatchFailure) -> str:
+        _log.no_hash(failure)
+        await self.report(failure)
         return await self.release("failed")
 
     async def end(self, outcome: str) -> str:
         """Mark the watch ``done`` for ``remember`` seconds."""
-        await _script(self.redis, _END, self.key, self.token, _DONE, _ms(self.job["remember"]))
+        remember = watch.ms(self.job["remember"])
+        await _script(self.redis, watch.END, self.key, self.token, watch.DONE, remember)
         return outcome
 
     async def release(self, outcome: str) -> str:
         """Delete the key (if still this watch's, or corrupt): the tx may be watched again."""
-        await _script(self.redis, _END, self.key, self.token)
+        await _script(self.redis, watch.END, self.key, self.token)
         return outcome
 
 

@@ -39,6 +39,7 @@ def test_every_guide_is_a_page() -> None:
         "sessions.md",
         "webhooks.md",
         "payouts.md",
+        "celery.md",
         "sandbox.md",
         "testing.md",
         "going-live.md",

@@ -43,6 +43,7 @@ DOCUMENTED_MODULES = [
     "instax_async.integrations.flask",
     "instax_async.integrations.redis",
     "instax_async.integrations.arq",
+    "instax_async.integrations.celery",
     "instax_async.transports.httpx",
     "instax_async.testing",
     "instax_async.sandbox",

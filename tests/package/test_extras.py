@@ -36,6 +36,9 @@ else:
         ("instax_async.integrations.redis", ["redis"], "redis"),
         ("instax_async.integrations.arq", ["arq"], "arq"),
         ("instax_async.integrations.arq", ["redis"], "arq"),  # arq brings redis with it
+        ("instax_async.integrations.celery", ["celery"], "celery"),
+        ("instax_async.integrations.celery", ["kombu"], "celery"),  # celery[redis] brings both
+        ("instax_async.integrations.celery", ["redis"], "celery"),
         ("instax_async.transports.httpx", ["httpx"], "httpx"),
     ],
 )
@@ -55,7 +58,9 @@ def test_a_missing_extra_names_the_pip_line(module: str, blocked: list[str], ext
 
 @pytest.mark.subprocess
 def test_the_package_imports_without_any_extra() -> None:
-    code = "import sys\nfor n in ('redis', 'arq', 'httpx'): sys.modules[n] = None\n"
+    code = (
+        "import sys\nfor n in ('redis', 'arq', 'celery', 'kombu', 'httpx'): sys.modules[n] = None\n"
+    )
     code += "import instax_async, instax_async.cli, instax_async.sandbox\nprint('ok')"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
