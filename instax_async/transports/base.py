@@ -49,6 +49,7 @@ __all__ = [
     "scrub_exception",
     "secret_values",
     "unsendable_request_error",
+    "without_secret",
 ]
 
 #: The most bytes of a response body a transport reads unless told otherwise: 16 MiB.
@@ -85,6 +86,22 @@ def secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
     """The values of the secret headers in ``headers`` (:func:`is_secret_header`): the strings
     no error may show."""
     return tuple(value for name, value in headers.items() if value and is_secret_header(name))
+
+
+def without_secret(
+    status: int, headers: Mapping[str, str], content: bytes, secret: str
+) -> tuple[Mapping[str, str], bytes]:
+    """``headers`` and ``content`` of an answer with every occurrence of ``secret`` (a request's
+    api key that a server echoed back) replaced by ``<redacted>``; unchanged when it does not
+    occur. Header values are looked at only for an error answer (status 400 or more): only an
+    error shows them."""
+    encoded = secret.encode("utf-8", "surrogatepass")
+    if encoded in content:
+        content = content.replace(encoded, _REDACTED.encode())
+    if status >= 400 and any(secret in value for value in headers.values()):
+        # lower-case names: a plain dict is looked up that way
+        headers = {k.lower(): v.replace(secret, _REDACTED) for k, v in headers.items()}
+    return headers, content
 
 
 def _headers_repr(headers: object) -> str:

@@ -27,6 +27,7 @@ from aiohttp import web
 from instax_async import (
     AiohttpTransport,
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AsyncSession,
     InstaxError,
@@ -439,3 +440,56 @@ async def test_a_declared_length_body_that_arrives_after_its_headers_is_read_who
     async with AsyncSession(base_url=url) as client:
         session = await client.create_session(request)
     assert session.id == "ps_late" and session.raw["status"] == "initiated"
+
+
+def _echo_app() -> web.Application:
+    """A server that echoes the request's api key back: in an error's message, body and
+    headers, in a 2xx answer's fields, and at the start of a body too large to read."""
+
+    async def session_status(request: web.Request) -> web.Response:
+        key = request.headers["x-api-key"]
+        if request.match_info["id"] == "ps_big":
+            return web.Response(body=b'{"echo": "' + key.encode() + b'"' + b" " * 4096 + b"}")
+        return web.json_response(
+            {"id": request.match_info["id"], "status": "pending", "debug": f"key={key}"}
+        )
+
+    async def create(request: web.Request) -> web.Response:
+        key = request.headers["x-api-key"]
+        return web.json_response(
+            {"message": f"invalid key {key}", "headers": {"x-api-key": key}},
+            status=400,
+            headers={"X-Debug-Key": key, "X-Request-Id": "req_1"},
+        )
+
+    app = web.Application()
+    app.router.add_post("/api/session", create)
+    app.router.add_get("/api/session/{id}/status", session_status)
+    return app
+
+
+async def test_an_api_key_the_server_echoes_back_shows_nowhere(
+    start_server: StartServer, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    base_url = await start_server(_echo_app())
+    client = make_client(base_url, max_response_bytes=1024)
+    with pytest.raises(InstaxError) as info:
+        await client.create_session(SENDING)
+    error = info.value
+    assert isinstance(error, APIStatusError) and error.status == 400
+    assert "invalid key <redacted>" in str(error)  # the server's message, the key withheld
+    assert error.request_id == "req_1"
+    assert error.headers["x-debug-key"] == "<redacted>"
+    assert KEY.encode() not in error.body and b"<redacted>" in error.body
+    assert KEY not in _everything_shown(error) + repr(error.headers)
+
+    status = await client.session_status("ps_1")  # a 2xx answer: its data keeps no key either
+    assert KEY not in repr(status.raw) and "key=<redacted>" in repr(status.raw)
+
+    with pytest.raises(ResponseTooLargeError) as too_large:
+        await client.session_status("ps_big")
+    assert KEY.encode() not in too_large.value.body
+    assert KEY not in _everything_shown(too_large.value)
+    ours = [r for r in caplog.records if r.name.startswith("instax_async")]
+    assert ours and not [r for r in ours if KEY in r.getMessage()]  # (httpcore logs its own)
