@@ -33,7 +33,8 @@ from aiohttp import web
 
 from .._lifecycle import AsyncResource, elsewhere, run_in
 from .._server_log import server_logger
-from ..errors import InstaxError
+from .._validate import check_id
+from ..errors import InstaxError, ValidationError
 from .app import DEFAULT_RATES, STATE, SandboxConfig, SandboxState, create_app
 
 __all__ = ["DEFAULT_RATES", "Sandbox", "SandboxConfig", "SandboxState", "create_app"]
@@ -129,6 +130,11 @@ class Sandbox(AsyncResource):
         await self.stop()
 
     async def _helper(self, session_id: str, action: str, reason: str | None) -> dict[str, Any]:
+        session_id = check_id(session_id, "session_id")  # never "..": another endpoint
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationError(
+                f"reason: expected a string, got {type(reason).__name__}", field="reason"
+            )
         if not self.url:
             raise InstaxError(f"sandbox {action}: the sandbox is not started")
         body = {"reason": reason} if reason else {}
@@ -146,7 +152,11 @@ class Sandbox(AsyncResource):
         return data
 
     async def complete(self, session_id: str) -> dict[str, Any]:
-        """Settle a session as paid (as the success card would); returns its tx ids."""
+        """Settle a session as paid (as the success card would); returns its tx ids.
+
+        A ``session_id`` that is not an id (blank, ``"."`` or ``".."``, not a string) raises
+        :class:`~instax_async.ValidationError`.
+        """
         return await self._helper(session_id, "complete", None)
 
     async def fail(self, session_id: str, reason: str = "Do Not Honor") -> dict[str, Any]:

@@ -160,6 +160,29 @@ async def test_failure_webhook_and_failed_payout(start_server: Any) -> None:
             await sandbox.fail("ps_nope")
 
 
+@pytest.mark.parametrize(
+    ("session_id", "reason", "field"),
+    [
+        ("..", None, "session_id"),
+        (".", None, "session_id"),
+        ("  ", None, "session_id"),
+        (42, None, "session_id"),
+        ("ps_1", 42, "reason"),
+    ],
+)
+async def test_settling_helpers_refuse_what_is_not_an_id(
+    session_id: Any, reason: Any, field: str
+) -> None:
+    # ".." would post to /sandbox/sessions/complete, another endpoint
+    async with Sandbox() as sandbox:
+        with pytest.raises(ValidationError) as info:
+            if reason is None:
+                await sandbox.complete(session_id)
+            else:
+                await sandbox.fail(session_id, reason)
+    assert info.value.field == field and field in str(info.value)
+
+
 async def test_webhooks_are_redelivered_until_a_2xx(start_server: Any) -> None:
     answers = [500, 503]
     received: list[bytes] = []
