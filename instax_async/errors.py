@@ -11,7 +11,7 @@ from the libraries underneath are always wrapped (the original is kept as ``__ca
     ├── WebhookVerificationError                a webhook that must not be trusted
     ├── MissingExtraError (also ModuleNotFoundError)  an optional extra is not installed
     ├── PollTimeoutError (also TimeoutError)    a poll's deadline passed
-    ├── UnreadableEntryError (dedupe)           a dedupe entry the SDK did not write
+    ├── UnreadableEntryError (dedupe)           an unreadable dedupe entry
     ├── APIConnectionError                      the request did not complete
     │   └── APITimeoutError
     └── APIStatusError                          the API answered, but not with success
