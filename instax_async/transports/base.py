@@ -35,6 +35,7 @@ __all__ = [
     "ACCEPT_ENCODING",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "INFLATE_STEP",
+    "MIN_REDACTED_LENGTH",
     "SECRET_HEADERS",
     "SECRET_HEADER_WORDS",
     "BodyCollector",
@@ -88,13 +89,21 @@ def secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(value for name, value in headers.items() if value and is_secret_header(name))
 
 
+#: The shortest api key that :func:`without_secret` looks for in an answer: a shorter one is a
+#: placeholder ("test", "wrong"), and would match the server's own words.
+MIN_REDACTED_LENGTH = 12
+
+
 def without_secret(
     status: int, headers: Mapping[str, str], content: bytes, secret: str
 ) -> tuple[Mapping[str, str], bytes]:
     """``headers`` and ``content`` of an answer with every occurrence of ``secret`` (a request's
     api key that a server echoed back) replaced by ``<redacted>``; unchanged when it does not
-    occur. Header values are looked at only for an error answer (status 400 or more): only an
-    error shows them."""
+    occur, or when ``secret`` is shorter than :data:`MIN_REDACTED_LENGTH` characters. Header
+    values are looked at only for an error answer (status 400 or more): only an error shows
+    them."""
+    if len(secret) < MIN_REDACTED_LENGTH:
+        return headers, content
     encoded = secret.encode("utf-8", "surrogatepass")
     if encoded in content:
         content = content.replace(encoded, _REDACTED.encode())

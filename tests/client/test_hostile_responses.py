@@ -493,3 +493,19 @@ async def test_an_api_key_the_server_echoes_back_shows_nowhere(
     assert KEY not in _everything_shown(too_large.value)
     ours = [r for r in caplog.records if r.name.startswith("instax_async")]
     assert ours and not [r for r in ours if KEY in r.getMessage()]  # (httpcore logs its own)
+
+
+def test_only_a_key_long_enough_to_be_one_is_looked_for_in_answers() -> None:
+    from instax_async.transports.base import MIN_REDACTED_LENGTH, without_secret
+
+    headers = {"x-echo": KEY, "content-type": "application/json"}
+    body = b'{"message": "wrong key ' + KEY.encode() + b'"}'
+    # a placeholder key ("wrong") would match the server's own words: left as it is
+    assert without_secret(400, headers, body, "wrong") == (headers, body)
+    assert len("wrong") < MIN_REDACTED_LENGTH <= len(KEY)
+    redacted_headers, content = without_secret(400, headers, body, KEY)
+    assert content == b'{"message": "wrong key <redacted>"}'
+    assert redacted_headers == {"x-echo": "<redacted>", "content-type": "application/json"}
+    # a success's headers are shown nowhere: left as they are; its body is a result's raw
+    ok_headers, ok_content = without_secret(200, headers, body, KEY)
+    assert ok_headers is headers and KEY.encode() not in ok_content

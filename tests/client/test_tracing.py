@@ -261,8 +261,14 @@ async def test_no_body_text_in_spans_or_metrics(
         async with AsyncSession(base_url=url, transport=made, retry=FAST) as client:
             with pytest.raises(BadRequestError) as status_error:
                 await client.create_session(request)
-            with pytest.raises(PollTimeoutError) as poll_error:
-                await client.wait_for_blockchain_hash("wd_1", interval=0.01, timeout=0.3)
+            attempt_errors: list[str] = []
+            with pytest.raises(PollTimeoutError):
+                await client.wait_for_blockchain_hash(
+                    "wd_1",
+                    interval=0.01,
+                    timeout=0.3,
+                    on_attempt=lambda a: attempt_errors.append(str(a.error)),
+                )
         async with AsyncSession(base_url=garbled_url, transport=made, max_retries=0) as client:
             with pytest.raises(APIConnectionError) as connection_error:
                 await client.blockchain_status("wd_1")
@@ -271,7 +277,8 @@ async def test_no_body_text_in_spans_or_metrics(
         await made.aclose()
     # the developer who catches the errors still reads what the server said
     assert EMAIL in str(status_error.value)
-    assert EMAIL in str(poll_error.value.__cause__)
+    # any attempt's: on a busy machine the last one may be cut short by the poll's deadline
+    assert any(EMAIL in error for error in attempt_errors)
     assert EMAIL in str(connection_error.value)
     # telemetry: the error's type, status and request id, never the body or the server's text
     assert EMAIL not in exported_text(exporter, reader)
