@@ -28,8 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ._validate import check_number
-from .errors import InstaxError, ValidationError
+from ._validate import check_count, check_number
+from .errors import InstaxError
 
 __all__ = [
     "ClaimResult",
@@ -152,11 +152,7 @@ class InMemoryDedupeStore:
         processing_ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValidationError(
-                f"max_entries: expected an int >= 1, got {max_entries!r}", field="max_entries"
-            )
-        self._max_entries = max_entries
+        self._max_entries = check_count("max_entries", max_entries, minimum=1)
         self._ttl = check_number("ttl", ttl, accepted=" (seconds)")
         self._processing_ttl = check_number("processing_ttl", processing_ttl, accepted=" (seconds)")
         self._clock = clock

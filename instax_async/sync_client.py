@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._background import BackgroundLoop, abandon_after_fork, keep_forever
+from ._validate import check_count
 from .client import NOT_GIVEN, AsyncSession, EventHook
 from .errors import InstaxError, ValidationError
 from .transports.aiohttp import AiohttpTransport
@@ -114,15 +115,7 @@ class Client:
             raise ValidationError(
                 f"trust_env: expected True or False, got {trust_env!r}", field="trust_env"
             )
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ValidationError(
-                f"max_connections: expected an int >= 1, got {max_connections!r}",
-                field="max_connections",
-            )
+        check_count("max_connections", max_connections, minimum=1)
         self._engine = _Engine(
             {
                 "api_key": api_key,

@@ -59,6 +59,7 @@ import attrs
 from .._background import BackgroundLoop
 from .._compat import timeout
 from .._telemetry import telemetry
+from .._validate import check_count, check_number
 from ..dedupe import (
     ClaimResult,
     DedupeStore,
@@ -193,29 +194,16 @@ class _ReceiverCore:
                 f"on_event: expected a callable taking a WebhookEvent, got {on_event!r}",
                 field="on_event",
             )
-        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
-            raise ValidationError(
-                f"max_body: expected a number of bytes >= 1, got {max_body!r}", field="max_body"
-            )
-        if (
-            isinstance(body_timeout, bool)
-            or not isinstance(body_timeout, (int, float))
-            or not 0 < body_timeout < math.inf
-        ):
-            raise ValidationError(
-                f"body_timeout: expected a number of seconds > 0, got {body_timeout!r}",
-                field="body_timeout",
-            )
-        if (
-            isinstance(max_pending_bytes, bool)
-            or not isinstance(max_pending_bytes, int)
-            or max_pending_bytes < max_body
-        ):
-            raise ValidationError(
-                f"max_pending_bytes: expected a number of bytes >= max_body ({max_body}), "
-                f"got {max_pending_bytes!r}",
-                field="max_pending_bytes",
-            )
+        check_count("max_body", max_body, minimum=1, expected="a number of bytes >= 1")
+        body_timeout = check_number(
+            "body_timeout", body_timeout, expected="a number of seconds > 0"
+        )
+        check_count(
+            "max_pending_bytes",
+            max_pending_bytes,
+            minimum=max_body,
+            expected=f"a number of bytes >= max_body ({max_body})",
+        )
         store = self._store(dedupe)
         window = check_max_age(max_age)
         self._secret = secret
@@ -227,7 +215,7 @@ class _ReceiverCore:
         #: The oldest event accepted (``None``: any age), as a ``timedelta``.
         self.max_age = window
         #: Seconds a body may take to arrive, from its headers to its end.
-        self.body_timeout = float(body_timeout)
+        self.body_timeout = body_timeout
         self._budget = _Budget(max_pending_bytes)
         self._too_large = Outcome(413, {"error": f"body over {max_body} bytes"})
         if window is not None and store is not None:

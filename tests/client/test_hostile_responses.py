@@ -509,3 +509,22 @@ def test_only_a_key_long_enough_to_be_one_is_looked_for_in_answers() -> None:
     # a success's headers are shown nowhere: left as they are; its body is a result's raw
     ok_headers, ok_content = without_secret(200, headers, body, KEY)
     assert ok_headers is headers and KEY.encode() not in ok_content
+
+
+async def test_a_custom_transports_answer_of_other_types_is_still_mapped_to_its_error() -> None:
+    """Redaction reads a body and header values only where they have the contract's types."""
+
+    class Careless:
+        async def send(self, request: Request) -> Any:
+            from instax_async.transports.base import Response
+
+            headers: Any = {"x-echo": KEY.encode(), "x-debug": f"key {KEY}"}
+            return Response(400, headers, b'{"message": "bad"}')
+
+        async def aclose(self) -> None:
+            pass
+
+    async with AsyncSession(KEY, base_url="http://api.test", transport=Careless()) as client:
+        with pytest.raises(APIStatusError) as info:
+            await client.create_session(SENDING)
+    assert info.value.status == 400 and info.value.headers["x-debug"] == "key <redacted>"
